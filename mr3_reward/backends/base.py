@@ -1,0 +1,74 @@
+"""The narrow contract every engine implements, plus the one piece they all share: turning a
+rendered prompt into the exact text the model sees."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from mr3_reward.types import Sampling
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A rendered mR3 prompt: two chat messages plus the text appended after the generation prompt.
+
+    system (`str`): the system message (system line + instruction, rubric and response format).
+    user (`str`): the user message (input, material to judge, "Your Response" header).
+    prefix (`str`): appended after the chat template's generation prompt: ``<think>`` plus, for
+        target-language thinking, the forcing sentence. It is part of the prompt, not the generation.
+    """
+
+    system: str
+    user: str
+    prefix: str = "<think>"
+
+    def messages(self) -> list[dict[str, str]]:
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: ChatPrompt
+    sampling: Sampling
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What an engine returned for one request.
+
+    finish_reason (`str`): ``"stop"`` (EOS or a stop string), ``"length"`` (hit max_tokens) or ``"error"``.
+    error (`str | None`): a message when ``finish_reason == "error"``; the judge turns it into a typed failure.
+    """
+
+    text: str
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """An engine that turns prompts into generations.
+
+    ``generate`` receives every request of a call at once so the engine can batch them; it returns one
+    `Generation` per request, in order, and reports per-item problems as ``finish_reason="error"``
+    instead of raising. Raising is reserved for problems that affect the whole call (bad config).
+    """
+
+    model_id: str
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]: ...
+
+
+def chat_text(tokenizer: Any, prompt: ChatPrompt) -> str:
+    """The exact prompt text: the model's own chat template (thinking enabled) + the assistant prefix.
+
+    ``enable_thinking`` is what Qwen3 templates read; templates that do not know it ignore it.
+    """
+    text = tokenizer.apply_chat_template(
+        prompt.messages(), tokenize=False, add_generation_prompt=True, enable_thinking=True
+    )
+    return text + prompt.prefix

@@ -1,0 +1,249 @@
+"""The data that flows through a judgment: rubric + request in, `Judgment` out.
+
+Everything here is a frozen dataclass so it can be hashed, cached, pickled to Ray actors and
+compared in tests. Validation happens in ``__post_init__`` and reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+class TaskKind(str, enum.Enum):
+    """What the judge is asked to decide, and so which score labels are valid."""
+
+    PAIRWISE = "pairwise"  # which of two responses is better: "Assistant A" / "Assistant B" (+ "Tie")
+    PREFERENCE_STRENGTH = "preference_strength"  # 1-7 scale, 4 = equal (HelpSteer3 style)
+    POINTWISE = "pointwise"  # one response scored 1..N (R3 style, N = 5 by default)
+    BINARY = "binary"  # "true" / "false" (correctness, harmfulness, toxicity)
+    MULTIPLE_CHOICE = "multiple_choice"  # "A".."D"
+
+    @classmethod
+    def parse(cls, value: str | TaskKind) -> TaskKind:
+        if isinstance(value, TaskKind):
+            return value
+        aliases = {"pair": cls.PAIRWISE, "strength": cls.PREFERENCE_STRENGTH, "mcq": cls.MULTIPLE_CHOICE}
+        key = str(value).strip().lower().replace("-", "_")
+        if key in aliases:
+            return aliases[key]
+        try:
+            return cls(key)
+        except ValueError:
+            known = ", ".join(t.value for t in cls)
+            raise ValueError(f"unknown task {value!r}; use one of: {known}") from None
+
+    @property
+    def n_responses(self) -> tuple[int, int]:
+        """(min, max) number of responses a request of this kind carries."""
+        return {
+            TaskKind.PAIRWISE: (2, 2),
+            TaskKind.PREFERENCE_STRENGTH: (2, 2),
+            TaskKind.POINTWISE: (1, 1),
+            TaskKind.BINARY: (0, 1),  # 0: judge the prompt itself (e.g. "is this request harmful?")
+            TaskKind.MULTIPLE_CHOICE: (0, 0),
+        }[self]
+
+
+class Failure(str, enum.Enum):
+    """Why a judgment has no score. Typed so a training loop can count, retry and log them."""
+
+    NO_ANSWER = "no_answer"  # nothing after the reasoning (or an empty generation)
+    BAD_JSON = "bad_json"  # an answer is there but no score could be read from it
+    LABEL_NOT_IN_RUBRIC = "label_not_in_rubric"  # a score was read but it is not one of the labels
+    TRUNCATED = "truncated"  # generation hit max_tokens before an answer
+    ENGINE_ERROR = "engine_error"  # the backend raised or returned an error for this item
+
+
+@dataclass(frozen=True)
+class Rubric:
+    """An ordered mapping of score label -> description.
+
+    Order matters: it is the order the judge sees the labels in.
+
+    >>> r = Rubric.from_mapping({"true": "The answer is right.", "false": "The answer is wrong."})
+    >>> r.labels
+    ('true', 'false')
+    >>> print(r.render(), end="")
+    true: The answer is right.
+    false: The answer is wrong.
+    """
+
+    entries: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.entries:
+            problems.append("a rubric needs at least one 'label: description' entry")
+        seen: set[str] = set()
+        for item in self.entries:
+            if not (isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+                problems.append(f"rubric entry {item!r} is not a (label, description) pair of strings")
+                continue
+            label = item[0]
+            if not label.strip():
+                problems.append("a rubric label is empty")
+            if label in seen:
+                problems.append(f"rubric label {label!r} appears twice")
+            seen.add(label)
+        if problems:
+            raise ValueError("invalid rubric: " + "; ".join(problems))
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, str] | Iterable[tuple[str, str]]) -> Rubric:
+        items = mapping.items() if isinstance(mapping, Mapping) else mapping
+        return cls(tuple((str(k), str(v)) for k, v in items))
+
+    @classmethod
+    def coerce(cls, value: Rubric | Mapping[str, str] | Sequence[tuple[str, str]] | str) -> Rubric:
+        """Accept a Rubric, a dict, a list of pairs, or text with one ``label: description`` per line."""
+        if isinstance(value, Rubric):
+            return value
+        if isinstance(value, str):
+            return cls.from_text(value)
+        if isinstance(value, Mapping) or isinstance(value, (list, tuple)):
+            return cls.from_mapping(value)
+        raise TypeError(f"a rubric must be a Rubric, a dict of label -> description or text; got {type(value).__name__}")
+
+    @classmethod
+    def from_text(cls, text: str) -> Rubric:
+        entries = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            label, sep, desc = line.partition(":")
+            if not sep:
+                raise ValueError(f"rubric line {n} has no 'label: description' form: {line!r}")
+            entries.append((label.strip(), desc.strip()))
+        return cls(tuple(entries))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(label for label, _ in self.entries)
+
+    def render(self) -> str:
+        """The rubric block as the judge sees it: one ``label: description`` line each, newline-terminated."""
+        return "".join(f"{label}: {desc}\n" for label, desc in self.entries)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding parameters; the defaults are the ones recommended for mR3 models."""
+
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 20
+    min_p: float = 0.0
+    max_tokens: int = 16384
+    seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.temperature < 0:
+            problems.append(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < -1 or self.top_k == 0:
+            problems.append(f"top_k must be -1 (off) or >= 1, got {self.top_k}")
+        if not 0 <= self.min_p <= 1:
+            problems.append(f"min_p must be in [0, 1], got {self.min_p}")
+        if self.max_tokens < 1:
+            problems.append(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if problems:
+            raise ValueError("invalid sampling: " + "; ".join(problems))
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def with_(self, **overrides: Any) -> Sampling:
+        unknown = set(overrides) - set(self.field_names())
+        if unknown:
+            raise TypeError(f"unknown sampling field(s) {sorted(unknown)}; known: {', '.join(self.field_names())}")
+        return replace(self, **overrides)
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """One thing to judge.
+
+    prompt (`str`): the user's prompt, conversation text, problem or question.
+    responses (`tuple[str, ...]`): the material to judge; how many depends on ``task``
+        (2 for pairwise and preference strength, 1 for pointwise, 0-1 for binary, 0 for multiple choice).
+    rubric (`Rubric`, *optional*): labels and their descriptions; defaults to the task's built-in rubric.
+    task_description (`str`, *optional*): what the judge is asked to do; defaults to the task's built-in text.
+    language (`str`): the input's language code (e.g. ``"de"``); drives target-language prompts and thinking.
+    reference (`str`, *optional*): a reference answer, shown to the judge when given.
+    options (`str`, *optional*): answer options for multiple choice, one per line.
+    id (`str`, *optional*): a stable sample id; picks the rubric variant deterministically.
+    """
+
+    task: TaskKind
+    prompt: str
+    responses: tuple[str, ...] = ()
+    rubric: Rubric | None = None
+    task_description: str | None = None
+    language: str = "en"
+    reference: str | None = None
+    options: str | None = None
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "task", TaskKind.parse(self.task))
+        if isinstance(self.responses, list):
+            object.__setattr__(self, "responses", tuple(self.responses))
+        if self.rubric is not None and not isinstance(self.rubric, Rubric):
+            object.__setattr__(self, "rubric", Rubric.coerce(self.rubric))
+        problems = []
+        if not isinstance(self.prompt, str):
+            problems.append(f"prompt must be a string, got {type(self.prompt).__name__}")
+        if not isinstance(self.responses, tuple):
+            problems.append(f"responses must be a list of strings, got {type(self.responses).__name__}")
+        else:
+            for i, r in enumerate(self.responses):
+                if not isinstance(r, str):
+                    problems.append(f"responses[{i}] must be a string, got {type(r).__name__}")
+            lo, hi = self.task.n_responses
+            if not lo <= len(self.responses) <= hi:
+                want = str(lo) if lo == hi else f"{lo} to {hi}"
+                problems.append(f"task {self.task.value!r} takes {want} response(s), got {len(self.responses)}")
+        for name in ("task_description", "reference", "options", "id"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                problems.append(f"{name} must be a string or None, got {type(value).__name__}")
+        if not isinstance(self.language, str) or not self.language.strip():
+            problems.append(f"language must be a non-empty language code such as 'en', got {self.language!r}")
+        if self.task is TaskKind.MULTIPLE_CHOICE and not self.options:
+            problems.append("a multiple_choice request needs options (e.g. 'A. ...\\nB. ...')")
+        if problems:
+            raise ValueError("invalid JudgeRequest: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """The judge's verdict on one request.
+
+    score (`str | None`): the normalized rubric label, or ``None`` when the judge could not judge.
+    failure (`str | None`): a `Failure` value when ``score`` is None.
+    explanation (`str | None`): the explanation from the answer object, when there is one.
+    reasoning (`str`): the thinking text (forcing sentence included), without the ``<think>`` tags.
+    raw (`str`): the generated text as the engine returned it.
+    """
+
+    score: str | None
+    failure: str | None = None
+    explanation: str | None = None
+    reasoning: str = ""
+    raw: str = ""
+    attempts: int = 1
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # Template-header lines found in user text and escaped before the judge saw them.
+    neutralized_lines: int = 0
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.score is not None
