@@ -1,0 +1,138 @@
+"""The ``mr3`` command.
+
+    mr3 judge --input requests.jsonl --output judgments.jsonl --model smollm2-135m --max-tokens 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import time
+from pathlib import Path
+
+from mr3_reward.records import InputError, read_requests
+
+
+def _judgment_record(j) -> dict:
+    return {
+        "score": j.score,
+        "failure": j.failure,
+        "explanation": j.explanation,
+        "reasoning": j.reasoning,
+        "attempts": j.attempts,
+        "prompt_tokens": j.prompt_tokens,
+        "completion_tokens": j.completion_tokens,
+        "neutralized_lines": j.neutralized_lines,
+        **({"error": j.meta["error"]} if "error" in j.meta else {}),
+    }
+
+
+def _summary(console, judgments, seconds: float, judge) -> None:
+    from rich.table import Table
+
+    verdicts = collections.Counter(j.score for j in judgments if j.ok)
+    failures = collections.Counter(j.failure for j in judgments if not j.ok)
+    tokens = sum(j.completion_tokens for j in judgments)
+    table = Table(title=f"mr3 judge: {len(judgments)} judgment(s) by {judge.model_id} ({judge.language_mode.value})")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for label, n in sorted(verdicts.items()):
+        table.add_row(f"verdict {label}", str(n))
+    for reason, n in sorted(failures.items()):
+        table.add_row(f"[red]failed: {reason}[/red]", str(n))
+    table.add_row("generated tokens", str(tokens))
+    table.add_row("tokens/s", f"{tokens / seconds:.1f}" if seconds > 0 else "-")
+    table.add_row("wall time (s)", f"{seconds:.1f}")
+    console.print(table)
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mr3_reward.judge import Judge
+
+    console = Console(stderr=True)
+    pairs = read_requests(args.input, args.task)
+    out_path = Path(args.output)
+    if out_path.parent and not out_path.parent.exists():
+        out_path.parent.mkdir(parents=True)
+    sampling = {k: v for k, v in dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed).items()
+                if v is not None}
+    backend_options = {}
+    if args.backend == "transformers":
+        backend_options = {"device": args.device, "dtype": args.dtype, "batch_size": args.batch_size}
+    judge = Judge(
+        args.model, backend=args.backend, language_mode=args.language_mode, pack=args.pack, family=args.family,
+        max_retries=args.max_retries, backend_options=backend_options, **sampling,
+    )
+    requests = [r for _, r in pairs]
+    for n, r in enumerate(requests):  # render everything first: template errors surface before any generation
+        try:
+            judge.render(r)
+        except (ValueError, KeyError) as e:
+            raise InputError(f"{args.input}: row {n + 1} ({r.id or 'no id'}): {e}") from None
+    start = time.perf_counter()
+    judgments = []
+    with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=args.quiet) as bar:
+        task = bar.add_task("judge", total=len(requests))
+        step = max(1, args.chunk)
+        for lo in range(0, len(requests), step):
+            judgments += judge.judge(requests[lo:lo + step], progress=lambda n: bar.advance(task, n))
+    seconds = time.perf_counter() - start
+    with open(out_path, "w", encoding="utf-8") as f:
+        for (row, _), j in zip(pairs, judgments):
+            f.write(json.dumps({**row, "judgment": _judgment_record(j)}, ensure_ascii=False) + "\n")
+    if not args.quiet:
+        _summary(console, judgments, seconds, judge)
+        console.print(f"wrote {len(judgments)} judgment(s) to {out_path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mr3_reward.judge import DEFAULT_MODEL
+    from mr3_reward.models import ALIASES
+    from mr3_reward.templates import LanguageMode
+
+    parser = argparse.ArgumentParser(prog="mr3", description="mR3 reasoning reward models for RLHF.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    j = sub.add_parser("judge", help="judge a JSONL file of requests", description=(
+        "Judge each line of a JSONL file: 'prompt' plus 'responses' (a list), 'response_a'/'response_b' or "
+        "'response'; optional 'task', 'id', 'language', 'rubric', 'task_description', 'reference', 'options'."))
+    j.add_argument("--input", required=True, help="JSONL file, one request per line")
+    j.add_argument("--output", required=True, help="JSONL file to write: each input line plus a 'judgment' object")
+    aliases = ", ".join(f"{k} ({v})" for k, v in ALIASES.items())
+    j.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id, local dir or alias: {aliases}")
+    j.add_argument("--backend", default="transformers", choices=["transformers", "fake"])
+    j.add_argument("--task", default="auto", help="auto | pairwise | preference_strength | pointwise | binary | multiple_choice")
+    j.add_argument("--language-mode", default="auto", choices=["auto", *[m.value for m in LanguageMode]])
+    j.add_argument("--pack", help="official rubric pack directory (needed for non-English template text)")
+    j.add_argument("--family", help="pack template, e.g. strict_pair/general, helpsteer3, mgsm, polyguard/prompt_template")
+    j.add_argument("--max-tokens", type=int, help="cap on generated tokens per judgment (default 16384)")
+    j.add_argument("--temperature", type=float)
+    j.add_argument("--seed", type=int)
+    j.add_argument("--max-retries", type=int, default=2, help="re-samples of failed items (default 2)")
+    j.add_argument("--device", default="cpu")
+    j.add_argument("--dtype", default="float32")
+    j.add_argument("--batch-size", type=int, default=8)
+    j.add_argument("--chunk", type=int, default=32, help="requests per judge call (progress granularity)")
+    j.add_argument("--quiet", action="store_true")
+    j.set_defaults(func=cmd_judge)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (InputError, ValueError, FileNotFoundError, KeyError, ImportError, OSError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"mr3 {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Judge: render -> generate -> parse, batched, re-sampling only the items that failed."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mr3_reward.backends.base import Backend, GenerationRequest
+from mr3_reward.parsing import parse_judgment
+from mr3_reward.templates import LanguageMode, RenderedPrompt, Renderer, RubricPack
+from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
+
+# The documented default for real use; it loads from the Hugging Face hub where a network exists.
+DEFAULT_MODEL = "rubricreward/mR3-Qwen3-4B-en-prompt-en-thinking"
+BACKENDS = ("transformers", "fake")
+
+
+def make_backend(backend: str | Backend, model: str, **options: Any) -> Backend:
+    """Build a backend by name (imports stay lazy), or pass an instance through."""
+    if not isinstance(backend, str):
+        if not isinstance(backend, Backend):
+            raise TypeError(f"backend must be a name ({', '.join(BACKENDS)}) or an object with model_id and "
+                            f"generate(requests); got {type(backend).__name__}")
+        return backend
+    if backend == "transformers":
+        from mr3_reward.backends.transformers import TransformersBackend
+
+        return TransformersBackend(model, **options)
+    if backend == "fake":
+        from mr3_reward.backends.fake import FakeBackend
+
+        return FakeBackend(model_id=model, **options)
+    raise ValueError(f"unknown backend {backend!r}; use one of: {', '.join(BACKENDS)}")
+
+
+class Judge:
+    """An mR3 judge: turns `JudgeRequest`s into `Judgment`s.
+
+    model (`str`): a hub id (default ``rubricreward/mR3-Qwen3-4B-en-prompt-en-thinking``), a local
+        directory or an alias (``smollm2-135m``, ``tiny-random``); its suffix sets the language mode.
+    backend (`str | Backend`): ``"transformers"`` (default) or a backend instance.
+    language_mode (`str`): ``"auto"`` or one of `LanguageMode`'s values.
+    pack (`str`, *optional*): an official rubric pack directory; family (`str`): a template in it.
+    sampling (`Sampling`, *optional*): decoding; keyword overrides such as ``max_tokens=512`` also work.
+    max_retries (`int`): how many times a failed item is re-sampled with a new seed.
+    backend_options (`dict`): passed to the backend's constructor when ``backend`` is a name.
+
+    >>> judge = Judge(model="fake", backend="fake")
+    >>> [j.score for j in judge.judge([JudgeRequest(task="binary", prompt="2+2?", responses=("4",))])]
+    ['true']
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        backend: str | Backend = "transformers",
+        language_mode: str | LanguageMode = "auto",
+        pack: str | Path | RubricPack | None = None,
+        family: str | None = None,
+        sampling: Sampling | None = None,
+        max_retries: int = 2,
+        neutralize_headers: bool = True,
+        backend_options: dict[str, Any] | None = None,
+        **sampling_overrides: Any,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        self.sampling = (sampling or Sampling()).with_(**sampling_overrides)
+        self.backend = make_backend(backend, model, **(backend_options or {}))
+        self.model_id = getattr(self.backend, "model_id", model)
+        self.renderer = Renderer(
+            model_id=self.model_id, language_mode=language_mode, pack=pack, family=family,
+            neutralize_headers=neutralize_headers,
+        )
+        self.max_retries = max_retries
+
+    @property
+    def language_mode(self) -> LanguageMode:
+        return self.renderer.mode
+
+    def config_key(self) -> dict[str, Any]:
+        """Everything about this judge that changes a verdict, for cache keys and output metadata."""
+        return {
+            "model": self.model_id,
+            "revision": getattr(self.backend, "revision", None),
+            **self.renderer.key(),
+            "sampling": dataclasses.asdict(self.sampling),
+        }
+
+    def render(self, request: JudgeRequest) -> RenderedPrompt:
+        return self.renderer.render(request)
+
+    def judge(
+        self,
+        requests: Sequence[JudgeRequest],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Judgment]:
+        """Judge every request; one `Judgment` per request, in order.
+
+        All items of a round go to the backend in one call so it can batch them; the items that failed
+        (no score) are re-sampled with the next seed, up to ``max_retries`` times.
+        ``progress(n)`` is called with the number of items that reached their final judgment.
+        """
+        requests = list(requests)
+        for i, r in enumerate(requests):
+            if not isinstance(r, JudgeRequest):
+                raise TypeError(f"requests[{i}] is a {type(r).__name__}, not a JudgeRequest")
+        rendered = [self.render(r) for r in requests]
+        results: list[Judgment | None] = [None] * len(requests)
+        spent: list[tuple[int, int]] = [(0, 0)] * len(requests)
+        pending = list(range(len(requests)))
+        for attempt in range(self.max_retries + 1):
+            if not pending:
+                break
+            sampling = self.sampling
+            if attempt and sampling.seed is not None:
+                sampling = sampling.with_(seed=sampling.seed + attempt)
+            gens = self.backend.generate([GenerationRequest(rendered[i].prompt, sampling) for i in pending])
+            if len(gens) != len(pending):
+                raise RuntimeError(f"backend {self.model_id!r} returned {len(gens)} generations for {len(pending)} requests")
+            still = []
+            last = attempt == self.max_retries
+            for i, gen in zip(pending, gens):
+                p, c = spent[i]
+                spent[i] = (p + gen.prompt_tokens, c + gen.completion_tokens)
+                if gen.finish_reason == "error":
+                    j = Judgment(score=None, failure=Failure.ENGINE_ERROR.value, raw=gen.text,
+                                 meta={"error": gen.error or "unknown engine error"})
+                else:
+                    j = parse_judgment(gen.text, rendered[i].labels, rendered[i].prompt.prefix,
+                                       truncated=gen.finish_reason == "length")
+                j = dataclasses.replace(
+                    j, attempts=attempt + 1, prompt_tokens=spent[i][0], completion_tokens=spent[i][1],
+                    neutralized_lines=rendered[i].neutralized_lines,
+                )
+                results[i] = j
+                if j.ok or last:
+                    if progress:
+                        progress(1)
+                else:
+                    still.append(i)
+            pending = still
+        return [j for j in results if j is not None]
+
+    def judge_one(self, request: JudgeRequest) -> Judgment:
+        return self.judge([request])[0]
