@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mr3_reward.backends.base import Backend, GenerationRequest
+from mr3_reward.backends.base import Backend, Generation, GenerationRequest
+from mr3_reward.cache import JudgmentCache, cache_key
 from mr3_reward.parsing import parse_judgment
 from mr3_reward.templates import LanguageMode, RenderedPrompt, Renderer, RubricPack
 from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
@@ -35,6 +36,15 @@ def make_backend(backend: str | Backend, model: str, **options: Any) -> Backend:
     raise ValueError(f"unknown backend {backend!r}; use one of: {', '.join(BACKENDS)}")
 
 
+def open_cache(cache: str | Path | JudgmentCache | None) -> JudgmentCache | None:
+    """``None`` -> no cache; ``"default"`` -> the per-user file; a path or ``":memory:"``; or an instance."""
+    if cache is None or isinstance(cache, JudgmentCache):
+        return cache
+    if isinstance(cache, (str, Path)):
+        return JudgmentCache(None if str(cache) == "default" else cache)
+    raise TypeError(f"cache must be None, 'default', a path, ':memory:' or a JudgmentCache; got {type(cache).__name__}")
+
+
 class Judge:
     """An mR3 judge: turns `JudgeRequest`s into `Judgment`s.
 
@@ -46,6 +56,8 @@ class Judge:
     sampling (`Sampling`, *optional*): decoding; keyword overrides such as ``max_tokens=512`` also work.
     max_retries (`int`): how many times a failed item is re-sampled with a new seed.
     backend_options (`dict`): passed to the backend's constructor when ``backend`` is a name.
+    cache (`str | JudgmentCache`, *optional*): a result cache: ``"default"`` (a per-user SQLite file), a
+        path, ``":memory:"`` or a `JudgmentCache`; None (the default here) turns caching off.
 
     >>> judge = Judge(model="fake", backend="fake")
     >>> [j.score for j in judge.judge([JudgeRequest(task="binary", prompt="2+2?", responses=("4",))])]
@@ -64,6 +76,7 @@ class Judge:
         max_retries: int = 2,
         neutralize_headers: bool = True,
         backend_options: dict[str, Any] | None = None,
+        cache: str | Path | JudgmentCache | None = None,
         **sampling_overrides: Any,
     ) -> None:
         if max_retries < 0:
@@ -76,6 +89,9 @@ class Judge:
             neutralize_headers=neutralize_headers,
         )
         self.max_retries = max_retries
+        self.cache = open_cache(cache)
+        self._config_digest: str | None = None
+        self.last_stats: dict[str, int] = {}
 
     @property
     def language_mode(self) -> LanguageMode:
@@ -93,6 +109,14 @@ class Judge:
     def render(self, request: JudgeRequest) -> RenderedPrompt:
         return self.renderer.render(request)
 
+    def _key(self, rendered: RenderedPrompt) -> str:
+        # The rendered bytes carry the rubric, language, responses and their order; the config digest
+        # carries model, revision, template version, language mode and sampling (seed included).
+        if self._config_digest is None:
+            self._config_digest = cache_key(self.config_key())
+        p = rendered.prompt
+        return cache_key(self._config_digest, p.system, p.user, p.prefix, rendered.labels)
+
     def judge(
         self,
         requests: Sequence[JudgeRequest],
@@ -101,18 +125,48 @@ class Judge:
     ) -> list[Judgment]:
         """Judge every request; one `Judgment` per request, in order.
 
-        All items of a round go to the backend in one call so it can batch them; the items that failed
-        (no score) are re-sampled with the next seed, up to ``max_retries`` times.
-        ``progress(n)`` is called with the number of items that reached their final judgment.
+        Identical requests in a call are judged once; results found in the cache cost no engine call
+        (their ``meta["cached"]`` is True). All remaining items of a round go to the backend in one call
+        so it can batch them; the items that failed (no score) are re-sampled with the next seed, up to
+        ``max_retries`` times. ``progress(n)`` is called as items reach their final judgment.
+        ``self.last_stats`` describes the call (requests, cache hits, duplicates, items sent to the engine).
         """
         requests = list(requests)
         for i, r in enumerate(requests):
             if not isinstance(r, JudgeRequest):
                 raise TypeError(f"requests[{i}] is a {type(r).__name__}, not a JudgeRequest")
         rendered = [self.render(r) for r in requests]
-        results: list[Judgment | None] = [None] * len(requests)
-        spent: list[tuple[int, int]] = [(0, 0)] * len(requests)
-        pending = list(range(len(requests)))
+        keys = [self._key(r) for r in rendered]
+        found = self.cache.get_many(list(dict.fromkeys(keys))) if self.cache is not None else {}
+        first: dict[str, int] = {}  # key -> the index that gets judged
+        for i, k in enumerate(keys):
+            if k not in found:
+                first.setdefault(k, i)
+        fresh = self._generate([rendered[i] for i in first.values()], progress)
+        by_key = {k: j for k, j in zip(first, fresh)}
+        if self.cache is not None:
+            # Engine errors are transient: never cache them, so the next call tries again.
+            self.cache.put_many({k: j.to_dict() for k, j in by_key.items() if j.failure != Failure.ENGINE_ERROR.value})
+        out = []
+        for k in keys:
+            if k in found:
+                j = Judgment.from_dict(found[k])
+                out.append(dataclasses.replace(j, meta={**j.meta, "cached": True}))
+            else:
+                out.append(by_key[k])
+        hits = sum(k in found for k in keys)
+        if progress and len(keys) > len(first):  # cache hits and duplicates are done without the engine
+            progress(len(keys) - len(first))
+        self.last_stats = {
+            "requests": len(keys), "cache_hits": hits, "duplicates": len(keys) - hits - len(first),
+            "engine_items": len(first),
+        }
+        return out
+
+    def _generate(self, rendered: list[RenderedPrompt], progress: Callable[[int], None] | None) -> list[Judgment]:
+        results: list[Judgment | None] = [None] * len(rendered)
+        spent: list[tuple[int, int]] = [(0, 0)] * len(rendered)
+        pending = list(range(len(rendered)))
         for attempt in range(self.max_retries + 1):
             if not pending:
                 break
@@ -127,17 +181,11 @@ class Judge:
             for i, gen in zip(pending, gens):
                 p, c = spent[i]
                 spent[i] = (p + gen.prompt_tokens, c + gen.completion_tokens)
-                if gen.finish_reason == "error":
-                    j = Judgment(score=None, failure=Failure.ENGINE_ERROR.value, raw=gen.text,
-                                 meta={"error": gen.error or "unknown engine error"})
-                else:
-                    j = parse_judgment(gen.text, rendered[i].labels, rendered[i].prompt.prefix,
-                                       truncated=gen.finish_reason == "length")
-                j = dataclasses.replace(
+                j = self._to_judgment(gen, rendered[i])
+                results[i] = dataclasses.replace(
                     j, attempts=attempt + 1, prompt_tokens=spent[i][0], completion_tokens=spent[i][1],
                     neutralized_lines=rendered[i].neutralized_lines,
                 )
-                results[i] = j
                 if j.ok or last:
                     if progress:
                         progress(1)
@@ -145,6 +193,16 @@ class Judge:
                     still.append(i)
             pending = still
         return [j for j in results if j is not None]
+
+    @staticmethod
+    def _to_judgment(gen: Generation, rendered: RenderedPrompt) -> Judgment:
+        if gen.finish_reason == "error":
+            return Judgment(score=None, failure=Failure.ENGINE_ERROR.value, raw=gen.text,
+                            meta={"error": gen.error or "unknown engine error"})
+        j = parse_judgment(gen.text, rendered.labels, rendered.prompt.prefix, truncated=gen.finish_reason == "length")
+        if gen.label_logprobs and j.ok:
+            j = dataclasses.replace(j, meta={**j.meta, "label_logprobs": dict(gen.label_logprobs)})
+        return j
 
     def judge_one(self, request: JudgeRequest) -> Judgment:
         return self.judge([request])[0]

@@ -247,3 +247,12 @@ class Judgment:
     @property
     def ok(self) -> bool:
         return self.score is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe record (what the result cache stores)."""
+        return {f.name: (dict(getattr(self, f.name)) if f.name == "meta" else getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> Judgment:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})

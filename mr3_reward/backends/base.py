@@ -3,7 +3,7 @@ rendered prompt into the exact text the model sees."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -47,6 +47,9 @@ class Generation:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    # Log-probabilities of each score label at the position where the score was written, for engines
+    # that can report them; `soft=True` rewards use them, everything else ignores them.
+    label_logprobs: Mapping[str, float] | None = None
 
 
 @runtime_checkable
