@@ -124,6 +124,17 @@ def cache_key(*parts: object) -> str:
     return hashlib.sha256(_canonical_json(list(parts)).encode("utf-8")).hexdigest()
 
 
+def digest_parts(*parts: str) -> str:
+    """sha256 hex over strings, each length-prefixed (so part boundaries cannot shift): the fast key for
+    the hot path, where the parts are already strings (a config digest and the rendered prompt)."""
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8", "surrogatepass")
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
+
+
 def default_cache_path() -> Path:
     """``$MR3_CACHE_DIR/judgments.sqlite`` if the variable is set, else ``~/.cache/mr3_reward/judgments.sqlite``.
 

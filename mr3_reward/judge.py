@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mr3_reward.backends.base import Backend, Generation, GenerationRequest
-from mr3_reward.cache import JudgmentCache, cache_key
+from mr3_reward.cache import JudgmentCache, cache_key, digest_parts
 from mr3_reward.parsing import parse_judgment
 from mr3_reward.templates import LanguageMode, RenderedPrompt, Renderer, RubricPack
 from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
@@ -115,7 +115,7 @@ class Judge:
         if self._config_digest is None:
             self._config_digest = cache_key(self.config_key())
         p = rendered.prompt
-        return cache_key(self._config_digest, p.system, p.user, p.prefix, rendered.labels)
+        return digest_parts(self._config_digest, p.system, p.user, p.prefix, *rendered.labels)
 
     def judge(
         self,
@@ -150,8 +150,8 @@ class Judge:
         out = []
         for k in keys:
             if k in found:
-                j = Judgment.from_dict(found[k])
-                out.append(dataclasses.replace(j, meta={**j.meta, "cached": True}))
+                record = found[k]
+                out.append(Judgment.from_dict({**record, "meta": {**(record.get("meta") or {}), "cached": True}}))
             else:
                 out.append(by_key[k])
         hits = sum(k in found for k in keys)

@@ -402,12 +402,20 @@ class _BareValue(str):
     """An unquoted regex capture: may carry trailing words after the label."""
 
 
+# In a broken object read by regex, the explanation may be followed by other keys before "score"
+# ("x", "confidence": 0.9, "score": ...): its closing quote is the one followed by ", key:".
+_NEXT_KEY_AFTER = {q: re.compile(q + r"""\s*+,\s*+["']?\w++["']?\s*+:""") for q in "\"'"}
+
+
 def _unquote(value: str) -> str:
     """The contents of a quoted explanation read by regex, with JSON escapes undone where possible."""
     if len(value) >= 2 and value[0] in "\"'":
-        close = value.rfind(value[0])
-        if close > 0:
-            value = value[1:close]
+        quote = value[0]
+        next_key = _NEXT_KEY_AFTER[quote].search(value, 1)
+        if next_key is not None:
+            value = value[1 : next_key.start()]
+        else:
+            value = value[1:-1] if value.endswith(quote) else value[1:]
     if "\\" in value:
         try:
             decoded = json.loads(f'"{value}"', strict=False)
@@ -459,7 +467,9 @@ class _ScoreKeys:
         return None
 
 
-def _explanation_around(text: str, lo: int, hi: int, key_start: int, value_end: int, *, inside_object: bool) -> str | None:
+def _explanation_around(
+    text: str, lo: int, hi: int, key_start: int, value_end: int, *, inside_object: bool
+) -> str | None:
     """The value of the ``explanation`` key nearest before the score key, else the first after the
     score's value, read as text: it runs to the score key, or the object's end, or the line's end."""
     before = after = None
@@ -590,14 +600,15 @@ def parse_judgment(
     Example:
 
     >>> j = parse_judgment(
-    ...     'Both are polite; A answers the question.</think>\\n{"explanation": "A is on topic.", "score": "Assistant A"}',
+    ...     '\\nBoth are polite; A answers the question.</think>\\n'
+    ...     '{"explanation": "A is on topic.", "score": "Assistant A"}',
     ...     ["Assistant A", "Assistant B"],
     ...     prefix="<think>Okay, I have to think explicitly.",
     ... )
     >>> j.score, j.failure, j.explanation
     ('Assistant A', None, 'A is on topic.')
     >>> j.reasoning
-    'Okay, I have to think explicitly.Both are polite; A answers the question.'
+    'Okay, I have to think explicitly.\\nBoth are polite; A answers the question.'
     >>> parse_judgment("Let me check.</think>\\n", ["true", "false"]).failure
     'no_answer'
     >>> parse_judgment("</think>{'score': 8}", [str(i) for i in range(1, 8)]).failure

@@ -111,6 +111,22 @@ class Texts:
     forcing: str = ""  # the sentence after <think> for target-language thinking
 
 
+def render_system(texts: Texts, layout: Layout, rubric_text: str | None) -> str:
+    """The system message: system line, instruction, rubric block and response schema."""
+    tags = texts.tags
+    system = f"{texts.system_line}\n\n# {texts.instruction}\n{_INDENT}{texts.task_description}{layout.after_task}"
+    if rubric_text is not None:
+        system += f"# {tags['evaluation_rubric_tag']}\n{_INDENT}{rubric_text}{layout.after_rubric}"
+    # The schema is shown as a Python dict repr (single quotes): that is what the models were trained on.
+    return system + f"# {tags['response_format_tag']}\n\n{_INDENT}{dict(texts.schema)!r}"
+
+
+def render_user(tags: Mapping[str, str], layout: Layout, sections: Sequence[tuple[str, str]]) -> str:
+    """The user message: (header, value) sections in order, then the "Your Response" header."""
+    user = "".join(f"# {header}\n{_INDENT}{value}\n\n{_INDENT}" for header, value in sections)
+    return user + f"# {tags['your_response_tag']}\n{layout.user_tail}"
+
+
 def render_messages(
     texts: Texts,
     layout: Layout,
@@ -119,21 +135,17 @@ def render_messages(
     *,
     force_thinking: bool,
 ) -> ChatPrompt:
-    """Assemble the system and user messages from known parts (the single place that builds bytes).
+    """Assemble the system and user messages from known parts: plain concatenation, nothing is
+    formatted over user text.
 
     sections (`Sequence[tuple[str, str]]`): (header, value) pairs of the user message, in order,
         before the final "Your Response" header.
     """
-    tags = texts.tags
-    system = f"{texts.system_line}\n\n# {texts.instruction}\n{_INDENT}{texts.task_description}{layout.after_task}"
-    if rubric_text is not None:
-        system += f"# {tags['evaluation_rubric_tag']}\n{_INDENT}{rubric_text}{layout.after_rubric}"
-    # The schema is shown as a Python dict repr (single quotes): that is what the models were trained on.
-    system += f"# {tags['response_format_tag']}\n\n{_INDENT}{dict(texts.schema)!r}"
-    user = "".join(f"# {header}\n{_INDENT}{value}\n\n{_INDENT}" for header, value in sections)
-    user += f"# {tags['your_response_tag']}\n{layout.user_tail}"
-    prefix = THINK_OPEN + (texts.forcing if force_thinking else "")
-    return ChatPrompt(system=system, user=user, prefix=prefix)
+    return ChatPrompt(
+        system=render_system(texts, layout, rubric_text),
+        user=render_user(texts.tags, layout, sections),
+        prefix=THINK_OPEN + (texts.forcing if force_thinking else ""),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,13 +217,18 @@ def choose_rubric(variants: Sequence[Mapping[str, str]], sample_id: str | None, 
     """
     if not variants:
         raise ValueError("no rubric variants to choose from")
+    return _choose(tuple(tuple(v.items()) for v in variants), sample_id, shuffle)
+
+
+@functools.lru_cache(maxsize=65536)
+def _choose(variants: tuple[tuple[tuple[str, str], ...], ...], sample_id: str | None, shuffle: bool) -> Rubric:
     if sample_id is None:
-        return Rubric.from_mapping(variants[0])
+        return Rubric(variants[0])
     rng = random.Random(stable_seed(sample_id))
-    entries = list(variants[rng.randrange(len(variants))].items())
+    entries = list(variants[rng.randrange(len(variants))])
     if shuffle:
         rng.shuffle(entries)
-    return Rubric.from_mapping(entries)
+    return Rubric(tuple(entries))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -483,6 +500,16 @@ class RubricPack:
 # Rendering requests
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class _Template:
+    key: tuple
+    texts: Texts
+    variants: tuple[tuple[tuple[str, str], ...], ...]
+    layout: Layout
+    response_headers: tuple[str, ...]
+    solution_tag: str | None
+
+
+@dataclass(frozen=True)
 class RenderedPrompt:
     prompt: ChatPrompt
     labels: tuple[str, ...]
@@ -503,7 +530,7 @@ class Renderer:
     >>> p = r.render(JudgeRequest(task="pairwise", prompt="2+2?", responses=("4", "5")))
     >>> p.labels
     ('Assistant A', 'Assistant B')
-    >>> p.prompt.user.splitlines()[2]
+    >>> p.prompt.user.splitlines()[3]
     '    # Assistant A'
     """
 
@@ -534,6 +561,8 @@ class Renderer:
         self.neutralize_headers = neutralize_headers
         self.shuffle_labels = shuffle_labels
         self._headers = self.pack.header_keys if self.pack is not None else _BASE_HEADER_KEYS
+        self._templates: dict[tuple, _Template] = {}
+        self._systems: dict[tuple, tuple[str, tuple[str, ...]]] = {}
 
     def key(self) -> dict[str, Any]:
         """What about this renderer changes the prompt bytes (for cache keys)."""
@@ -549,9 +578,15 @@ class Renderer:
     def _clean(self, text: str) -> tuple[str, int]:
         return neutralize(text, self._headers) if self.neutralize_headers else (text, 0)
 
-    def render(self, request: JudgeRequest) -> RenderedPrompt:
+    def _template(self, request: JudgeRequest) -> _Template:
+        """The localized template for a request's task and language (memoized: it never changes)."""
         family = self.family or (self._DEFAULT_FAMILY.get(request.task) if self.pack is not None else None)
         prompt_language = request.language if self.mode.tgt_prompt else "en"
+        thinking_language = request.language if self.mode.tgt_thinking else "en"
+        key = (family, request.task, prompt_language, thinking_language)
+        tpl = self._templates.get(key)
+        if tpl is not None:
+            return tpl
         if family is not None:
             layout, solution_key, response_headers, kind = _FAMILIES[family.partition("/")[0]]
             if kind is not request.task:
@@ -559,22 +594,43 @@ class Renderer:
             texts, variants = self.pack.texts(
                 family, prompt_language, tgt_thinking=self.mode.tgt_thinking, thinking_language=request.language
             )
-            input_tag = texts.tags["input_tag"]
             solution_tag = texts.tags.get(solution_key) if solution_key else None
         else:
-            texts, variants, layout, response_headers, input_tag, solution_tag = self._builtin(request, prompt_language)
+            texts, variants, layout, response_headers, solution_tag = self._builtin(request, prompt_language)
+        tpl = _Template(key, texts, tuple(tuple(v.items()) for v in variants), layout, response_headers, solution_tag)
+        self._templates[key] = tpl
+        return tpl
 
+    def _system(self, tpl: _Template, request: JudgeRequest, rubric: Rubric | None) -> tuple[str, tuple[str, ...]]:
+        """The system message and score labels; memoized, since every request with the same template,
+        task description and rubric shares them."""
+        key = (tpl.key, request.task_description, rubric.entries if rubric is not None else None)
+        hit = self._systems.get(key)
+        if hit is not None:
+            return hit
+        texts = tpl.texts
         if request.task_description is not None:
             texts = _replace_task(texts, request.task_description)
+        template_labels = _schema_labels(texts.schema, request.task)
+        labels = rubric.labels if rubric is not None else template_labels
+        if set(labels) != set(template_labels):
+            texts = _with_labels(texts, labels)
+        hit = (render_system(texts, tpl.layout, rubric.render() if rubric is not None else None), tuple(labels))
+        if len(self._systems) >= 4096:  # bounded: a dataset of per-row rubrics must not grow it forever
+            self._systems.clear()
+        self._systems[key] = hit
+        return hit
+
+    def render(self, request: JudgeRequest) -> RenderedPrompt:
+        tpl = self._template(request)
         if request.rubric is not None:
             rubric: Rubric | None = request.rubric
-        elif variants:
-            rubric = choose_rubric(variants, request.id, shuffle=self.shuffle_labels)
+        elif tpl.variants:
+            rubric = _choose(tpl.variants, request.id, self.shuffle_labels)
         else:
             rubric = None
-        labels = rubric.labels if rubric is not None else _schema_labels(texts.schema, request.task)
-        if rubric is not None and request.rubric is not None:
-            texts = _with_labels(texts, rubric.labels)
+        system, labels = self._system(tpl, request, rubric)
+        tags = tpl.texts.tags
 
         neutralized = 0
 
@@ -584,24 +640,22 @@ class Renderer:
             neutralized += n
             return out
 
-        sections: list[tuple[str, str]] = [(input_tag, clean(request.prompt))]
+        sections: list[tuple[str, str]] = [(tags["input_tag"], clean(request.prompt))]
         if request.reference is not None:
-            sections.append((texts.tags.get("reference_tag", _EN_TAGS["reference_tag"]), clean(request.reference)))
+            sections.append((tags.get("reference_tag", _EN_TAGS["reference_tag"]), clean(request.reference)))
         if request.task is TaskKind.MULTIPLE_CHOICE:
-            sections.append((texts.tags["options_tag"], clean(request.options or "")))
-        elif solution_tag is not None and request.responses:
-            sections.append((solution_tag, clean(request.responses[0])))
+            sections.append((tags["options_tag"], clean(request.options or "")))
+        elif tpl.solution_tag is not None and request.responses:
+            sections.append((tpl.solution_tag, clean(request.responses[0])))
         else:
-            headers = response_headers or (texts.tags.get("response_tag", "Response"),) * len(request.responses)
+            headers = tpl.response_headers or (tags.get("response_tag", "Response"),) * len(request.responses)
             sections += [(h, clean(r)) for h, r in zip(headers, request.responses)]
-        prompt = render_messages(
-            texts,
-            layout,
-            rubric.render() if rubric is not None else None,
-            sections,
-            force_thinking=self.mode.tgt_thinking,
+        prompt = ChatPrompt(
+            system=system,
+            user=render_user(tags, tpl.layout, sections),
+            prefix=THINK_OPEN + (tpl.texts.forcing if self.mode.tgt_thinking else ""),
         )
-        return RenderedPrompt(prompt=prompt, labels=tuple(labels), neutralized_lines=neutralized)
+        return RenderedPrompt(prompt=prompt, labels=labels, neutralized_lines=neutralized)
 
     def _builtin(self, request: JudgeRequest, language: str):
         if language != "en":
@@ -617,12 +671,12 @@ class Renderer:
             system_line=SYSTEM_LINE_EN,
             instruction="Instruction",
             task_description=t.task_description,
-            tags={**_EN_TAGS, "input_tag": t.input_tag, "solution": "Response"},
+            tags={**_EN_TAGS, "input_tag": t.input_tag},
             schema=_schema(t.explanation, verdict, labels),
             forcing=FORCING_EN,
         )
         solution_tag = "Response" if t.layout is SOLUTION else None
-        return texts, t.rubrics, t.layout, t.response_headers, t.input_tag, solution_tag
+        return texts, t.rubrics, t.layout, t.response_headers, solution_tag
 
 
 def _replace_task(texts: Texts, task_description: str) -> Texts:

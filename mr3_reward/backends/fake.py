@@ -29,7 +29,7 @@ class FakeBackend:
         defaults to answering the first label of the prompt's schema.
 
     >>> fb = FakeBackend()
-    >>> fb.generate([GenerationRequest(ChatPrompt("s 'enum': ['true', 'false']", "u"), Sampling())])[0].text[-17:]
+    >>> fb.generate([GenerationRequest(ChatPrompt("s 'enum': ['true', 'false']", "u"), Sampling())])[0].text[-16:]
     '"score": "true"}'
     >>> fb.calls, fb.items
     (1, 1)

@@ -1,0 +1,1 @@
+"""Benchmark suites: `python -m benchmarks NAME` (see benchmarks/README.md)."""
