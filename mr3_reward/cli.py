@@ -35,7 +35,8 @@ def _summary(console, judgments, seconds: float, judge) -> None:
     verdicts = collections.Counter(j.score for j in judgments if j.ok)
     failures = collections.Counter(j.failure for j in judgments if not j.ok)
     tokens = sum(j.completion_tokens for j in judgments)
-    table = Table(title=f"mr3 judge: {len(judgments)} judgment(s) by {judge.model_id} ({judge.language_mode.value})")
+    console.print(f"mr3 judge: {len(judgments)} judgment(s) by {judge.model_id} ({judge.language_mode.value})")
+    table = Table()
     table.add_column("what")
     table.add_column("count", justify="right")
     for label, n in sorted(verdicts.items()):

@@ -15,7 +15,7 @@ Modes and their rewards (``p`` is the combined preference for the completion, se
 
 In ``group`` mode the completions of one prompt (GRPO's ``num_generations``, found by prompt identity)
 are compared pairwise: round robin costs n(n-1)/2 pairs per group of n, ``group_opponents=k`` compares
-each completion with the next k in the group (about n*k/2 pairs once k < n/2); each pair costs 2
+each completion with the next k in the group (n*k pairs once k < n/2); each pair costs 2
 judgments with ``debias="both"`` (the default for pairwise modes), 1 with ``"none"``.
 
 `None` is returned for a completion the judge could not judge after its retries (TRL masks it), and

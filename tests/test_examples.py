@@ -73,3 +73,26 @@ def test_online_dpo_step_with_mr3_reward(tmp_path):
         if rewards[i] is not None and rewards[i + 2] is not None:
             assert rewards[i] + rewards[i + 2] == pytest.approx(1.0)
     assert any("loss" in k or "objective" in k for k in trainer.state.log_history[0])
+
+
+def test_grpo_step_with_async_mr3_reward(tmp_path):
+    """TRL runs an `async __call__` reward on its own event loop; the judge runs in a worker thread."""
+    import threading
+
+    from mr3_reward.reward import AsyncMR3Reward
+
+    class RecordingAsync(AsyncMR3Reward):
+        loops = []
+
+        async def __call__(self, prompts, completions, **kwargs):
+            self.loops.append(threading.current_thread().name)
+            self.rewards = await super().__call__(prompts, completions, **kwargs)
+            return self.rewards
+
+    reward = RecordingAsync(model="smollm2-135m", mode="binary", cache=None, max_tokens=16, max_retries=0,
+                            name="mr3_async")
+    trainer, reward = load("grpo_mr3").main(output_dir=str(tmp_path / "out"), reward=reward)
+    assert trainer.state.global_step == 1
+    assert reward.loops and "AsyncLoop" in reward.loops[0]
+    assert same(list(trainer._logs["rewards"]["mr3_async"]), reward.rewards)
+    assert len(trainer._logs["extra"]["mr3_async_verdict"]) == 4
