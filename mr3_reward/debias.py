@@ -118,3 +118,21 @@ def consistency(verdicts: Sequence[PairVerdict]) -> float | None:
     """Share of pairs judged in both orders whose two verdicts agree (None if there are none)."""
     known = [v.consistent for v in verdicts if v.consistent is not None]
     return sum(known) / len(known) if known else None
+
+
+def pair_schedule(members: list[int], opponents: int | None) -> list[tuple[int, int]]:
+    """Pairs to compare within one group: all n(n-1)/2 pairs, or each member against the next k
+    (cyclically), n*k pairs once k < n/2.
+
+    >>> pair_schedule([10, 11, 12], None)
+    [(10, 11), (10, 12), (11, 12)]
+    """
+    n = len(members)
+    if opponents is None or opponents >= n - 1:
+        return [(members[a], members[b]) for a in range(n) for b in range(a + 1, n)]
+    seen: set[tuple[int, int]] = set()
+    for a in range(n):
+        for step in range(1, opponents + 1):
+            b = (a + step) % n
+            seen.add((min(a, b), max(a, b)))
+    return [(members[a], members[b]) for a, b in sorted(seen)]

@@ -36,7 +36,7 @@ from typing import Any
 
 from mr3_reward.backends.base import Backend
 from mr3_reward.cache import JudgmentCache
-from mr3_reward.debias import DEBIAS, ON_DISAGREE, PairVerdict, combine, consistency, preference, swapped
+from mr3_reward.debias import DEBIAS, ON_DISAGREE, PairVerdict, combine, consistency, pair_schedule, swapped
 from mr3_reward.judge import DEFAULT_MODEL, Judge
 from mr3_reward.types import JudgeRequest, Judgment, Rubric, Sampling, TaskKind
 
@@ -398,7 +398,7 @@ class MR3Reward:
         valid_set = set(valid)
         pairs: list[tuple[int, int]] = []
         for members in groups.values():
-            pairs += _schedule(members, self.group_opponents)
+            pairs += pair_schedule(members, self.group_opponents)
         scores: dict[int, list[float]] = {i: [] for i in range(len(rows))}
         to_judge = []
         for a, b in pairs:
@@ -469,19 +469,6 @@ class AsyncMR3Reward(MR3Reward):
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-def _schedule(members: list[int], opponents: int | None) -> list[tuple[int, int]]:
-    """Pairs to compare within one group: all pairs, or each member against the next k (cyclically)."""
-    n = len(members)
-    if opponents is None or opponents >= n - 1:
-        return [(members[a], members[b]) for a in range(n) for b in range(a + 1, n)]
-    seen: set[tuple[int, int]] = set()
-    for a in range(n):
-        for step in range(1, opponents + 1):
-            b = (a + step) % n
-            seen.add((min(a, b), max(a, b)))
-    return [(members[a], members[b]) for a, b in sorted(seen)]
-
-
 def _is_number(text: str) -> bool:
     try:
         float(text)

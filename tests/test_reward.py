@@ -9,7 +9,8 @@ import pytest
 from mr3_reward.backends.base import Generation
 from mr3_reward.backends.fake import FakeBackend
 from mr3_reward.judge import Judge
-from mr3_reward.reward import AsyncMR3Reward, MR3Reward, _schedule
+from mr3_reward.debias import pair_schedule
+from mr3_reward.reward import AsyncMR3Reward, MR3Reward
 
 
 def answer(label, explanation="because"):
@@ -67,8 +68,8 @@ def test_group_mode_gives_win_rates_and_costs_what_the_docs_say():
 
 
 def test_group_schedule_with_k_opponents():
-    assert sorted(_schedule([0, 1, 2, 3, 4, 5], 1)) == [(0, 1), (0, 5), (1, 2), (2, 3), (3, 4), (4, 5)]
-    assert len(_schedule(list(range(8)), None)) == 28
+    assert sorted(pair_schedule([0, 1, 2, 3, 4, 5], 1)) == [(0, 1), (0, 5), (1, 2), (2, 3), (3, 4), (4, 5)]
+    assert len(pair_schedule(list(range(8)), None)) == 28
     fb = FakeBackend(prefers_longer)
     r = reward(fb, mode="group", group_opponents=1, debias="none")
     r(["p"] * 6, ["a", "bb", "ccc", "dddd", "eeeee", "ffffff"])
