@@ -49,26 +49,44 @@ def _summary(console, judgments, seconds: float, judge) -> None:
     console.print(table)
 
 
+def _make_judge(args: argparse.Namespace):
+    """A Judge from the shared judge options of `judge` and `eval`."""
+    from mr3_reward.judge import Judge
+
+    sampling = {k: v for k, v in dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed).items()
+                if v is not None}
+    backend_options = {}
+    if args.backend == "transformers":
+        backend_options = {"device": args.device, "dtype": args.dtype, "batch_size": args.batch_size}
+    return Judge(
+        args.model, backend=args.backend, language_mode=args.language_mode, pack=args.pack, family=args.family,
+        max_retries=args.max_retries, backend_options=backend_options, cache=args.cache, **sampling,
+    )
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from mr3_reward.evaluation import evaluate, load_items, markdown, write_reports
+
+    items = load_items(args.data, args.layout, split=args.split, limit=args.limit)
+    judge = _make_judge(args)
+    seeds = [int(x) for x in args.seeds.split(",")]
+    result = evaluate(judge, items, args.layout, seeds=seeds, both_orders=args.both_orders)
+    paths = write_reports(result, args.out)
+    print(markdown(result))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def cmd_judge(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from mr3_reward.judge import Judge
 
     console = Console(stderr=True)
     pairs = read_requests(args.input, args.task)
     out_path = Path(args.output)
     if out_path.parent and not out_path.parent.exists():
         out_path.parent.mkdir(parents=True)
-    sampling = {k: v for k, v in dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed).items()
-                if v is not None}
-    backend_options = {}
-    if args.backend == "transformers":
-        backend_options = {"device": args.device, "dtype": args.dtype, "batch_size": args.batch_size}
-    judge = Judge(
-        args.model, backend=args.backend, language_mode=args.language_mode, pack=args.pack, family=args.family,
-        max_retries=args.max_retries, backend_options=backend_options, **sampling,
-    )
+    judge = _make_judge(args)
     requests = [r for _, r in pairs]
     for n, r in enumerate(requests):  # render everything first: template errors surface before any generation
         try:
@@ -93,11 +111,28 @@ def cmd_judge(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_judge_options(p: argparse.ArgumentParser) -> None:
     from mr3_reward.judge import DEFAULT_MODEL
     from mr3_reward.models import ALIASES
     from mr3_reward.templates import LanguageMode
 
+    aliases = ", ".join(f"{k} ({v})" for k, v in ALIASES.items())
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id, local dir or alias: {aliases}")
+    p.add_argument("--backend", default="transformers", choices=["transformers", "fake"])
+    p.add_argument("--language-mode", default="auto", choices=["auto", *[m.value for m in LanguageMode]])
+    p.add_argument("--pack", help="official rubric pack directory (needed for non-English template text)")
+    p.add_argument("--family", help="pack template, e.g. strict_pair/general, helpsteer3, mgsm, polyguard/prompt_template")
+    p.add_argument("--max-tokens", type=int, help="cap on generated tokens per judgment (default 16384)")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-retries", type=int, default=2, help="re-samples of failed items (default 2)")
+    p.add_argument("--cache", help="result cache: 'default' (per-user SQLite file), a path, or ':memory:'; off if unset")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--batch-size", type=int, default=8)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mr3", description="mR3 reasoning reward models for RLHF.")
     sub = parser.add_subparsers(dest="command", required=True)
     j = sub.add_parser("judge", help="judge a JSONL file of requests", description=(
@@ -105,23 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
         "'response'; optional 'task', 'id', 'language', 'rubric', 'task_description', 'reference', 'options'."))
     j.add_argument("--input", required=True, help="JSONL file, one request per line")
     j.add_argument("--output", required=True, help="JSONL file to write: each input line plus a 'judgment' object")
-    aliases = ", ".join(f"{k} ({v})" for k, v in ALIASES.items())
-    j.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id, local dir or alias: {aliases}")
-    j.add_argument("--backend", default="transformers", choices=["transformers", "fake"])
     j.add_argument("--task", default="auto", help="auto | pairwise | preference_strength | pointwise | binary | multiple_choice")
-    j.add_argument("--language-mode", default="auto", choices=["auto", *[m.value for m in LanguageMode]])
-    j.add_argument("--pack", help="official rubric pack directory (needed for non-English template text)")
-    j.add_argument("--family", help="pack template, e.g. strict_pair/general, helpsteer3, mgsm, polyguard/prompt_template")
-    j.add_argument("--max-tokens", type=int, help="cap on generated tokens per judgment (default 16384)")
-    j.add_argument("--temperature", type=float)
-    j.add_argument("--seed", type=int)
-    j.add_argument("--max-retries", type=int, default=2, help="re-samples of failed items (default 2)")
-    j.add_argument("--device", default="cpu")
-    j.add_argument("--dtype", default="float32")
-    j.add_argument("--batch-size", type=int, default=8)
+    _add_judge_options(j)
     j.add_argument("--chunk", type=int, default=32, help="requests per judge call (progress granularity)")
     j.add_argument("--quiet", action="store_true")
     j.set_defaults(func=cmd_judge)
+
+    e = sub.add_parser("eval", help="evaluate a judge on a labelled preference set", description=(
+        "Accuracy per language (m-RewardBench section weighting), HelpSteer3 Kendall/Pearson, failed parses, "
+        "position consistency with --both-orders, mean ± std over --seeds; writes eval.json, eval.md and a PNG."))
+    e.add_argument("--data", required=True, help="JSONL, Parquet, a save_to_disk folder or a hub dataset id")
+    e.add_argument("--layout", required=True, help="m-reward-bench | reward-bench | mm-eval | indopref | helpsteer3")
+    e.add_argument("--split", default="test")
+    e.add_argument("--limit", type=int)
+    e.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (the paper's average)")
+    e.add_argument("--both-orders", action="store_true", help="also judge every pair swapped: position consistency")
+    e.add_argument("--out", default="out/eval", help="folder for eval.json, eval.md and eval_languages.png")
+    _add_judge_options(e)
+    e.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -81,6 +81,7 @@ class Judge:
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        self._config_digest: str | None = None
         self.sampling = (sampling or Sampling()).with_(**sampling_overrides)
         self.backend = make_backend(backend, model, **(backend_options or {}))
         self.model_id = getattr(self.backend, "model_id", model)
@@ -90,8 +91,17 @@ class Judge:
         )
         self.max_retries = max_retries
         self.cache = open_cache(cache)
-        self._config_digest: str | None = None
         self.last_stats: dict[str, int] = {}
+
+    @property
+    def sampling(self) -> Sampling:
+        return self._sampling
+
+    @sampling.setter
+    def sampling(self, value: Sampling) -> None:
+        # Sampling (the seed included) is part of every cache key: forget the digest built from the old one.
+        self._sampling = value
+        self._config_digest = None
 
     @property
     def language_mode(self) -> LanguageMode:
