@@ -50,18 +50,10 @@ def _summary(console, judgments, seconds: float, judge) -> None:
 
 
 def _make_judge(args: argparse.Namespace):
-    """A Judge from the shared judge options of `judge` and `eval`."""
     from mr3_reward.judge import Judge
+    from mr3_reward.judge_args import judge_options
 
-    sampling = {k: v for k, v in dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed).items()
-                if v is not None}
-    backend_options = {}
-    if args.backend == "transformers":
-        backend_options = {"device": args.device, "dtype": args.dtype, "batch_size": args.batch_size}
-    return Judge(
-        args.model, backend=args.backend, language_mode=args.language_mode, pack=args.pack, family=args.family,
-        max_retries=args.max_retries, backend_options=backend_options, cache=args.cache, **sampling,
-    )
+    return Judge(args.model, **judge_options(args))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -111,28 +103,10 @@ def cmd_judge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_judge_options(p: argparse.ArgumentParser) -> None:
-    from mr3_reward.judge import DEFAULT_MODEL
-    from mr3_reward.models import ALIASES
-    from mr3_reward.templates import LanguageMode
-
-    aliases = ", ".join(f"{k} ({v})" for k, v in ALIASES.items())
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id, local dir or alias: {aliases}")
-    p.add_argument("--backend", default="transformers", choices=["transformers", "fake"])
-    p.add_argument("--language-mode", default="auto", choices=["auto", *[m.value for m in LanguageMode]])
-    p.add_argument("--pack", help="official rubric pack directory (needed for non-English template text)")
-    p.add_argument("--family", help="pack template, e.g. strict_pair/general, helpsteer3, mgsm, polyguard/prompt_template")
-    p.add_argument("--max-tokens", type=int, help="cap on generated tokens per judgment (default 16384)")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--max-retries", type=int, default=2, help="re-samples of failed items (default 2)")
-    p.add_argument("--cache", help="result cache: 'default' (per-user SQLite file), a path, or ':memory:'; off if unset")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--batch-size", type=int, default=8)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from mr3_reward.judge_args import add_judge_arguments
+    from mr3_reward.labeling import add_label_arguments, cmd_label
+
     parser = argparse.ArgumentParser(prog="mr3", description="mR3 reasoning reward models for RLHF.")
     sub = parser.add_subparsers(dest="command", required=True)
     j = sub.add_parser("judge", help="judge a JSONL file of requests", description=(
@@ -141,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--input", required=True, help="JSONL file, one request per line")
     j.add_argument("--output", required=True, help="JSONL file to write: each input line plus a 'judgment' object")
     j.add_argument("--task", default="auto", help="auto | pairwise | preference_strength | pointwise | binary | multiple_choice")
-    _add_judge_options(j)
+    add_judge_arguments(j)
     j.add_argument("--chunk", type=int, default=32, help="requests per judge call (progress granularity)")
     j.add_argument("--quiet", action="store_true")
     j.set_defaults(func=cmd_judge)
@@ -156,8 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (the paper's average)")
     e.add_argument("--both-orders", action="store_true", help="also judge every pair swapped: position consistency")
     e.add_argument("--out", default="out/eval", help="folder for eval.json, eval.md and eval_languages.png")
-    _add_judge_options(e)
+    add_judge_arguments(e)
     e.set_defaults(func=cmd_eval)
+
+    lab = sub.add_parser("label", help="label sampled responses into DPO pairs (resumable)", description=(
+        "Label sampled responses into prompt/chosen/rejected pairs for TRL's DPOTrainer; resumable after any stop."))
+    add_label_arguments(lab)
+    lab.set_defaults(func=cmd_label)
     return parser
 
 

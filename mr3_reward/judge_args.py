@@ -1,0 +1,54 @@
+"""The judge options shared by the ``mr3`` subcommands (judge, eval, label): one definition, one mapping
+to `Judge` keyword arguments."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_judge_arguments(parser: argparse.ArgumentParser, *, cache_default: str | None = None) -> None:
+    from mr3_reward.judge import BACKENDS, DEFAULT_MODEL
+    from mr3_reward.models import ALIASES
+    from mr3_reward.templates import LanguageMode
+
+    g = parser.add_argument_group("judge")
+    aliases = ", ".join(f"{k} ({v})" for k, v in ALIASES.items())
+    g.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id, local dir or alias: {aliases}")
+    g.add_argument("--backend", default="transformers", choices=list(BACKENDS))
+    g.add_argument("--base-url", help="with --backend openai: the server, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--language-mode", default="auto", choices=["auto", *[m.value for m in LanguageMode]])
+    g.add_argument("--pack", help="official rubric pack directory (needed for non-English template text)")
+    g.add_argument("--family", help="pack template, e.g. strict_pair/general, helpsteer3, mgsm, polyguard/prompt_template")
+    g.add_argument("--max-tokens", type=int, help="cap on generated tokens per judgment (default 16384)")
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--max-retries", type=int, default=2, help="re-samples of failed items (default 2)")
+    g.add_argument("--cache", default=cache_default,
+                   help="result cache: 'default' (per-user SQLite file), a path, ':memory:' or 'none'"
+                        + (f" (default {cache_default})" if cache_default else " (default: off)"))
+    g.add_argument("--device", default="cpu", help="transformers backend: cpu, cuda, cuda:1, ...")
+    g.add_argument("--dtype", default=None, help="weights dtype (default: float32 for transformers, auto for vllm)")
+    g.add_argument("--batch-size", type=int, default=8, help="transformers backend: prompts per generate call")
+
+
+def judge_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments for `Judge` (all but the model) from the parsed options."""
+    sampling = {k: v for k, v in dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed).items()
+                if v is not None}
+    backend_options: dict[str, Any] = {}
+    if args.backend == "transformers":
+        backend_options = {"device": args.device, "dtype": args.dtype or "float32", "batch_size": args.batch_size}
+    elif args.backend == "vllm" and args.dtype:
+        backend_options = {"dtype": args.dtype}
+    elif args.backend == "openai":
+        if not args.base_url:
+            raise ValueError("--backend openai needs --base-url, e.g. --base-url http://127.0.0.1:8000/v1")
+        backend_options = {"base_url": args.base_url}
+    cache = args.cache
+    if cache is not None and str(cache).lower() == "none":
+        cache = None
+    return dict(
+        backend=args.backend, language_mode=args.language_mode, pack=args.pack, family=args.family,
+        max_retries=args.max_retries, backend_options=backend_options, cache=cache, **sampling,
+    )
