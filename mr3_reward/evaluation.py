@@ -33,6 +33,7 @@ import numpy as np
 
 from mr3_reward.debias import swapped
 from mr3_reward.records import InputError, iter_jsonl
+from mr3_reward.templates import conversation_text
 from mr3_reward.types import JudgeRequest, TaskKind
 
 # RewardBench's sections and example counts (math-prm is up-weighted to the size of the code subsets).
@@ -67,12 +68,6 @@ class EvalItem:
 # --------------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------------
-def _conversation(context: Any) -> str:
-    if isinstance(context, str):
-        return context
-    return "".join(f"<{m['role']}>\n{m['content']}\n</{m['role']}>\n" for m in context)
-
-
 def row_to_item(row: Mapping[str, Any], layout: str, index: int) -> EvalItem:
     """One dataset row -> an `EvalItem`; a ValueError names the missing or malformed column."""
     def need(*cols: str) -> None:
@@ -101,7 +96,7 @@ def row_to_item(row: Mapping[str, Any], layout: str, index: int) -> EvalItem:
             raise ValueError("layout 'helpsteer3' needs actual_score (1-7) or label (-3..3)")
         if gold not in {str(k) for k in range(1, 8)}:
             raise ValueError(f"the gold score must be 1..7, got {gold!r}")
-        req = JudgeRequest(task=TaskKind.PREFERENCE_STRENGTH, prompt=_conversation(row["context"]),
+        req = JudgeRequest(task=TaskKind.PREFERENCE_STRENGTH, prompt=row["context"] if isinstance(row["context"], str) else conversation_text(row["context"]),
                            responses=(str(row["response1"]), str(row["response2"])), language=language, id=rid)
         return EvalItem(req, gold, language, "helpsteer3")
     raise ValueError(f"unknown layout {layout!r}; use one of: {', '.join(LAYOUTS)}")

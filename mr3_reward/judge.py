@@ -15,7 +15,7 @@ from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
 
 # The documented default for real use; it loads from the Hugging Face hub where a network exists.
 DEFAULT_MODEL = "rubricreward/mR3-Qwen3-4B-en-prompt-en-thinking"
-BACKENDS = ("transformers", "fake")
+BACKENDS = ("transformers", "vllm", "openai", "fake")
 
 
 def make_backend(backend: str | Backend, model: str, **options: Any) -> Backend:
@@ -29,6 +29,17 @@ def make_backend(backend: str | Backend, model: str, **options: Any) -> Backend:
         from mr3_reward.backends.transformers import TransformersBackend
 
         return TransformersBackend(model, **options)
+    if backend == "vllm":
+        from mr3_reward.backends.vllm import VLLMBackend
+
+        return VLLMBackend(model, **options)
+    if backend == "openai":
+        if "base_url" not in options:
+            raise ValueError("backend 'openai' needs the server's URL: backend_options={'base_url': "
+                             "'http://127.0.0.1:8000/v1'} (the model name is the one the server serves)")
+        from mr3_reward.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(model, **options)
     if backend == "fake":
         from mr3_reward.backends.fake import FakeBackend
 
@@ -43,6 +54,18 @@ def open_cache(cache: str | Path | JudgmentCache | None) -> JudgmentCache | None
     if isinstance(cache, (str, Path)):
         return JudgmentCache(None if str(cache) == "default" else cache)
     raise TypeError(f"cache must be None, 'default', a path, ':memory:' or a JudgmentCache; got {type(cache).__name__}")
+
+
+def judgment_from_generation(gen: Generation, rendered: RenderedPrompt) -> Judgment:
+    """One engine output -> a `Judgment`: an engine error becomes a typed failure, text is parsed against
+    the rendered prompt's labels and prefix, and label log-probabilities are kept for soft rewards."""
+    if gen.finish_reason == "error":
+        return Judgment(score=None, failure=Failure.ENGINE_ERROR.value, raw=gen.text,
+                        meta={"error": gen.error or "unknown engine error"})
+    j = parse_judgment(gen.text, rendered.labels, rendered.prompt.prefix, truncated=gen.finish_reason == "length")
+    if gen.label_logprobs and j.ok:
+        j = dataclasses.replace(j, meta={**j.meta, "label_logprobs": dict(gen.label_logprobs)})
+    return j
 
 
 class Judge:
@@ -191,7 +214,7 @@ class Judge:
             for i, gen in zip(pending, gens):
                 p, c = spent[i]
                 spent[i] = (p + gen.prompt_tokens, c + gen.completion_tokens)
-                j = self._to_judgment(gen, rendered[i])
+                j = judgment_from_generation(gen, rendered[i])
                 results[i] = dataclasses.replace(
                     j, attempts=attempt + 1, prompt_tokens=spent[i][0], completion_tokens=spent[i][1],
                     neutralized_lines=rendered[i].neutralized_lines,
@@ -203,16 +226,6 @@ class Judge:
                     still.append(i)
             pending = still
         return [j for j in results if j is not None]
-
-    @staticmethod
-    def _to_judgment(gen: Generation, rendered: RenderedPrompt) -> Judgment:
-        if gen.finish_reason == "error":
-            return Judgment(score=None, failure=Failure.ENGINE_ERROR.value, raw=gen.text,
-                            meta={"error": gen.error or "unknown engine error"})
-        j = parse_judgment(gen.text, rendered.labels, rendered.prompt.prefix, truncated=gen.finish_reason == "length")
-        if gen.label_logprobs and j.ok:
-            j = dataclasses.replace(j, meta={**j.meta, "label_logprobs": dict(gen.label_logprobs)})
-        return j
 
     def judge_one(self, request: JudgeRequest) -> Judgment:
         return self.judge([request])[0]

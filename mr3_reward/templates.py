@@ -701,7 +701,8 @@ def _schema_labels(schema: Mapping[str, Any], task: TaskKind) -> tuple[str, ...]
 # --------------------------------------------------------------------------------------------------
 # Reference rendering (byte-exact with the published implementation; see tests/test_golden.py)
 # --------------------------------------------------------------------------------------------------
-def _conversation(messages: Sequence[Mapping[str, str]]) -> str:
+def conversation_text(messages: Sequence[Mapping[str, str]]) -> str:
+    """A message list as the reference renders a conversation: ``<role>\\ncontent\\n</role>`` blocks."""
     return "".join(f"<{m['role']}>\n{m['content']}\n</{m['role']}>\n" for m in messages)
 
 
@@ -710,7 +711,7 @@ def _reference_sections(top: str, row: Mapping[str, Any], tags: Mapping[str, str
         return [(tags["input_tag"], row["input"]), ("Assistant A", row["response_1"]), ("Assistant B", row["response_2"])]
     if top == "helpsteer3":
         return [
-            (tags["input_tag"], _conversation(row["context"])),
+            (tags["input_tag"], conversation_text(row["context"])),
             ("Response 1", row["response1"]),
             ("Response 2", row["response2"]),
         ]

@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from mr3_reward.templates import render_reference
 
 
