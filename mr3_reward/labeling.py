@@ -71,7 +71,7 @@ from mr3_reward.backends.base import Backend, Generation, GenerationRequest
 from mr3_reward.debias import ON_DISAGREE, combine, consistency, pair_schedule, swapped
 from mr3_reward.judge import DEFAULT_MODEL, Judge
 from mr3_reward.records import MAX_REPORTED, PROMPT_COLUMNS, InputError, iter_jsonl
-from mr3_reward.reward import COLUMNS, _numeric_scale, _rubric_problem, _stable_id, _text_of_completion, _text_of_prompt
+from mr3_reward.reward import COLUMNS, numeric_scale, rubric_problem, stable_prompt_id, text_of_completion, text_of_prompt
 from mr3_reward.types import JudgeRequest, Judgment, Rubric, TaskKind
 
 __all__ = ["LabelConfig", "LabelResult", "LabelRow", "STRATEGIES", "add_label_arguments", "cmd_label", "label",
@@ -216,10 +216,10 @@ class LabelRow:
 
     @property
     def prompt_text(self) -> str:
-        return _text_of_prompt(self.prompt)
+        return text_of_prompt(self.prompt)
 
     def response_text(self, i: int) -> str:
-        return _text_of_completion(self.responses[i]) or ""
+        return text_of_completion(self.responses[i]) or ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -306,7 +306,7 @@ def _row(index: int, where: str, raw: Any, config: LabelConfig, prompt_col: str,
     if prompt_col not in raw:
         problems.append(f"missing column {prompt_col!r} (the prompt); name another with --prompt-column")
     elif isinstance(prompt, str) or _is_messages(prompt):
-        if not _text_of_prompt(prompt).strip():
+        if not text_of_prompt(prompt).strip():
             problems.append(f"{prompt_col!r} is empty; every row needs a non-empty prompt")
     else:
         problems.append(f"{prompt_col!r} must be text or a list of chat messages, got {type(prompt).__name__}")
@@ -352,7 +352,7 @@ def _row(index: int, where: str, raw: Any, config: LabelConfig, prompt_col: str,
                 problems.append(f"column {col!r}: {e}")
                 continue
             mode = {TaskKind.POINTWISE: "pointwise", TaskKind.PAIRWISE: "group"}.get(config.task_kind, "strength")
-            problem = _rubric_problem(rubric, mode)
+            problem = rubric_problem(rubric, mode)
             if problem:
                 problems.append(f"column {col!r}: {problem}")
             value = rubric.entries
@@ -409,7 +409,7 @@ def _request(row: LabelRow, task: TaskKind, responses: tuple[str, ...]) -> Judge
         task=task, prompt=row.prompt_text, responses=responses, rubric=row.rubric,
         task_description=row.task_description, language=row.language, reference=row.reference,
         # One id per row: every request of the row sees the same rubric variant.
-        id=row.id if row.id is not None else _stable_id(row.prompt_text),
+        id=row.id if row.id is not None else stable_prompt_id(row.prompt_text),
     )
 
 
@@ -435,7 +435,7 @@ def _pick(scores: list[float | None], min_margin: float) -> tuple[int | None, in
 def _plan_best_worst(row: LabelRow, config: LabelConfig) -> _Plan:
     from mr3_reward.templates import DEFAULT_LABELS
 
-    lo, hi = _numeric_scale(Rubric(row.rubric).labels if row.rubric else DEFAULT_LABELS[TaskKind.POINTWISE])
+    lo, hi = numeric_scale(Rubric(row.rubric).labels if row.rubric else DEFAULT_LABELS[TaskKind.POINTWISE])
     # An empty response gets the lowest score without a judgment, as in MR3Reward.
     judged = [i for i in range(len(row.responses)) if row.response_text(i).strip()]
     requests = [_request(row, TaskKind.POINTWISE, (row.response_text(i),)) for i in judged]

@@ -55,7 +55,7 @@ COLUMNS = {"rubric": "rubric", "reference": "reference", "language": "language",
 _TRL_KWARGS = {"completion_ids", "trainer_state", "log_extra", "log_metric", "environments"}
 
 
-def _text_of_prompt(prompt: Any) -> str:
+def text_of_prompt(prompt: Any) -> str:
     """Plain-text prompts pass through; a conversation becomes its user text (or a role-tagged transcript)."""
     if isinstance(prompt, str):
         return prompt
@@ -74,7 +74,7 @@ def _content(message: Mapping[str, Any]) -> str:
     return content if isinstance(content, str) else str(content)
 
 
-def _text_of_completion(completion: Any) -> str | None:
+def text_of_completion(completion: Any) -> str | None:
     """A string, or the assistant text of a conversational completion; None if it is neither."""
     if isinstance(completion, str):
         return completion
@@ -83,7 +83,7 @@ def _text_of_completion(completion: Any) -> str | None:
     return None
 
 
-def _stable_id(text: str) -> str:
+def stable_prompt_id(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -172,7 +172,7 @@ class MR3Reward:
             except (TypeError, ValueError) as e:
                 problems.append(str(e))
         if fixed_rubric is not None and task_kind is not None:
-            problem = _rubric_problem(fixed_rubric, mode)
+            problem = rubric_problem(fixed_rubric, mode)
             if problem:
                 problems.append(problem)
         if judge is not None:
@@ -272,8 +272,8 @@ class MR3Reward:
         rows = []
         for i in range(n):
             row = {role: values[i] for role, values in columns.items()}
-            row["prompt"] = _text_of_prompt(prompts[i])
-            row["completion"] = _text_of_completion(completions[i])
+            row["prompt"] = text_of_prompt(prompts[i])
+            row["completion"] = text_of_completion(completions[i])
             row["completion_type"] = type(completions[i]).__name__
             rows.append(row)
         return rows
@@ -289,7 +289,7 @@ class MR3Reward:
             language=row.get("language") or self.language,
             reference=reference,
             # One id per prompt: every completion of a prompt sees the same rubric variant.
-            id=str(row["id"]) if row.get("id") is not None else _stable_id(row["prompt"]),
+            id=str(row["id"]) if row.get("id") is not None else stable_prompt_id(row["prompt"]),
         )
 
     # -- scoring -----------------------------------------------------------------------------------------
@@ -349,10 +349,10 @@ class MR3Reward:
 
         rubric = request.rubric
         if rubric is not None:
-            problem = _rubric_problem(rubric, self.mode)
+            problem = rubric_problem(rubric, self.mode)
             if problem:
                 raise ValueError(f"rubric column: {problem}")
-        return _numeric_scale(rubric.labels if rubric is not None else DEFAULT_LABELS[TaskKind.POINTWISE])
+        return numeric_scale(rubric.labels if rubric is not None else DEFAULT_LABELS[TaskKind.POINTWISE])
 
     def _pairs_verdicts(self, pairs: list[tuple[dict, str, str, str | None]]) -> list[PairVerdict]:
         """Judge (row, first, second) pairs in one or both orders, all in one judge call."""
@@ -477,12 +477,12 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _numeric_scale(labels: Sequence[str]) -> tuple[float, float]:
+def numeric_scale(labels: Sequence[str]) -> tuple[float, float]:
     values = [float(x) for x in labels]
     return min(values), max(values)
 
 
-def _rubric_problem(rubric: Rubric, mode: str) -> str | None:
+def rubric_problem(rubric: Rubric, mode: str) -> str | None:
     labels = rubric.labels
     if mode == "pointwise":
         if not all(_is_number(x) for x in labels) or len(labels) < 2:
