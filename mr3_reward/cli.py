@@ -141,13 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mr3_reward.judge_args import run_command
+
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (InputError, ValueError, FileNotFoundError, KeyError, ImportError, OSError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"mr3 {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+    return run_command(f"mr3 {args.command}", lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""The judge options shared by the ``mr3`` subcommands (judge, eval, label): one definition, one mapping
-to `Judge` keyword arguments."""
+"""What the ``mr3`` subcommands (judge, eval, label) share: the judge options, their mapping to `Judge`
+keyword arguments, and how a command reports bad input."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -52,3 +54,15 @@ def judge_options(args: argparse.Namespace) -> dict[str, Any]:
         backend=args.backend, language_mode=args.language_mode, pack=args.pack, family=args.family,
         max_retries=args.max_retries, backend_options=backend_options, cache=cache, **sampling,
     )
+
+
+def run_command(name: str, call: Callable[[], int]) -> int:
+    """Run a subcommand; bad input or configuration prints one clear line and exits 2 (no traceback)."""
+    from mr3_reward.records import InputError
+
+    try:
+        return call()
+    except (InputError, ValueError, FileNotFoundError, KeyError, ImportError, OSError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"{name}: error: {msg}", file=sys.stderr)
+        return 2

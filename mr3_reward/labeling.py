@@ -1149,12 +1149,9 @@ def main(argv: list[str] | None = None, *, backend: Backend | None = None) -> in
         "Label sampled responses into prompt/chosen/rejected pairs for TRL's DPOTrainer; resumable."))
     add_label_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return cmd_label(args, backend=backend)
-    except (InputError, ValueError, FileNotFoundError, KeyError, ImportError, OSError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"mr3 label: error: {msg}", file=sys.stderr)
-        return 2
+    from mr3_reward.judge_args import run_command
+
+    return run_command("mr3 label", lambda: cmd_label(args, backend=backend))
 
 
 if __name__ == "__main__":
