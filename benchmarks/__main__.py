@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-SUITES = {"overhead": "benchmarks.overhead", "parser": "benchmarks.parser"}
+SUITES = {"overhead": "benchmarks.overhead", "parser": "benchmarks.parser", "vllm": "benchmarks.vllm_engine"}
 
 
 def main() -> None:

