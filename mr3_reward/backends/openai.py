@@ -119,9 +119,9 @@ class OpenAIBackend:
     Example:
 
     ```python
-    >>> backend = OpenAIBackend("smollm2-135m", "http://127.0.0.1:8000/v1")  # doctest: +SKIP
-    >>> from mr3_reward.judge import Judge
-    >>> Judge("smollm2-135m", backend=backend).judge(requests)  # doctest: +SKIP
+    backend = OpenAIBackend("smollm2-135m", "http://127.0.0.1:8000/v1")
+    from mr3_reward.judge import Judge
+    Judge("smollm2-135m", backend=backend).judge(requests)
     ```
     """
 

@@ -66,10 +66,10 @@ class TransformersBackend:
     Example:
 
     ```python
-    >>> from mr3_reward.backends.base import ChatPrompt, GenerationRequest
-    >>> from mr3_reward.types import Sampling
-    >>> backend = TransformersBackend("smollm2-135m")  # doctest: +SKIP
-    >>> backend.generate([GenerationRequest(ChatPrompt("Be brief.", "Hi!", prefix=""), Sampling(max_tokens=16))])  # doctest: +SKIP
+    from mr3_reward.backends.base import ChatPrompt, GenerationRequest
+    from mr3_reward.types import Sampling
+    backend = TransformersBackend("smollm2-135m")
+    backend.generate([GenerationRequest(ChatPrompt("Be brief.", "Hi!", prefix=""), Sampling(max_tokens=16))])
     [Generation(text='Hello! How can I help you today?', finish_reason='stop', ...)]
     ```
     """

@@ -128,10 +128,10 @@ class VLLMBackend:
     Example:
 
     ```python
-    >>> from mr3_reward.backends.base import ChatPrompt, GenerationRequest
-    >>> from mr3_reward.types import Sampling
-    >>> backend = VLLMBackend("smollm2-135m", dtype="float32", max_model_len=4096, enforce_eager=True)  # doctest: +SKIP
-    >>> backend.generate([GenerationRequest(ChatPrompt("Be brief.", "Hi!", prefix=""), Sampling(max_tokens=16))])  # doctest: +SKIP
+    from mr3_reward.backends.base import ChatPrompt, GenerationRequest
+    from mr3_reward.types import Sampling
+    backend = VLLMBackend("smollm2-135m", dtype="float32", max_model_len=4096, enforce_eager=True)
+    backend.generate([GenerationRequest(ChatPrompt("Be brief.", "Hi!", prefix=""), Sampling(max_tokens=16))])
     [Generation(text='Hello! How can I help you today?', finish_reason='stop', ...)]
     ```
     """
@@ -374,8 +374,8 @@ class VLLMServer:
     Example:
 
     ```python
-    >>> with VLLMServer("smollm2-135m", dtype="float32", args=["--enforce-eager"]) as server:  # doctest: +SKIP
-    ...     backend = OpenAIBackend("smollm2-135m", server.url)
+    with VLLMServer("smollm2-135m", dtype="float32", args=["--enforce-eager"]) as server:
+        backend = OpenAIBackend("smollm2-135m", server.url)
     ```
     """
 
