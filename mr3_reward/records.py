@@ -109,7 +109,8 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
 
 def read_requests(path: str | Path, default_task: str = "auto") -> list[tuple[dict[str, Any], JudgeRequest]]:
     """Read a JSONL file into (row, request) pairs, reporting every bad line at once."""
-    TaskKind.parse(default_task) if default_task != "auto" else None
+    if default_task != "auto":
+        TaskKind.parse(default_task)  # an unknown --task fails before any line is read
     out: list[tuple[dict[str, Any], JudgeRequest]] = []
     problems: list[str] = []
     for n, row in iter_jsonl(path):
