@@ -194,6 +194,9 @@ class Judge:
             "requests": len(keys), "cache_hits": hits, "duplicates": len(keys) - hits - len(first),
             "engine_items": len(first),
         }
+        observe = getattr(self.backend, "observe", None)  # a shared pool collects its clients' statistics
+        if observe is not None:
+            observe(self.last_stats)
         return out
 
     def _generate(self, rendered: list[RenderedPrompt], progress: Callable[[int], None] | None) -> list[Judgment]:

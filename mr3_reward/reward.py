@@ -83,6 +83,12 @@ def text_of_completion(completion: Any) -> str | None:
     return None
 
 
+def _rebuildable(backend: Any) -> bool:
+    """A backend named by a string, or a pool client (it reconnects by name), is rebuilt after unpickling
+    instead of pickling a loaded model."""
+    return isinstance(backend, str) or type(backend).__name__ == "JudgePool"
+
+
 def stable_prompt_id(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -92,7 +98,9 @@ class MR3Reward:
 
     model (`str`): hub id, local dir or alias of the judge (ignored when ``judge`` is given).
     judge (`Judge`, *optional*): a ready judge; then model/backend/cache/sampling options must not be given.
-    backend (`str | Backend`): ``"transformers"`` (default), ``"fake"`` or an instance.
+    backend (`str | Backend`): ``"transformers"`` (default), ``"vllm"``, ``"openai"``, ``"fake"`` or an instance.
+    pool (`str | JudgePool`, *optional*): judge with a running Ray judge pool (``"mr3-judges"``, see
+        ``mr3 serve``) instead of a local engine; its model is the pool's.
     mode (`str`): ``pointwise`` (default), ``binary``, ``reference``, ``strength`` or ``group`` (table above).
     task (`str`, *optional*): the judge task; defaults from the mode.
     rubric (`dict | Rubric`, *optional*): a fixed rubric; a ``rubric`` dataset column overrides it per row.
@@ -120,6 +128,7 @@ class MR3Reward:
         *,
         judge: Judge | None = None,
         backend: str | Backend = "transformers",
+        pool: str | Any | None = None,
         mode: str = "pointwise",
         task: str | TaskKind | None = None,
         rubric: Rubric | Mapping[str, str] | str | None = None,
@@ -175,6 +184,9 @@ class MR3Reward:
             problem = rubric_problem(fixed_rubric, mode)
             if problem:
                 problems.append(problem)
+        if pool is not None and (judge is not None or backend != "transformers" or backend_options):
+            problems.append("pool= is the engine: drop judge=, backend= and backend_options= (the pool's replicas "
+                            "were configured by `mr3 serve`)")
         if judge is not None:
             given = [k for k, v in (("backend_options", backend_options), ("pack", pack), ("family", family)) if v]
             given += list(sampling)
@@ -198,6 +210,10 @@ class MR3Reward:
         self.columns = {**COLUMNS, **(columns or {})}
         self.__name__ = name
         self._explicit_columns = set(columns or {})
+        if pool is not None:
+            from mr3_reward.backends.ray_pool import JudgePool
+
+            backend = pool if isinstance(pool, JudgePool) else JudgePool.connect(pool)
         if judge is None:
             self._judge_args: dict[str, Any] | None = dict(
                 model=model, backend=backend, language_mode=language_mode, pack=pack, family=family,
@@ -212,7 +228,7 @@ class MR3Reward:
     # -- pickling: rebuild the judge from its arguments instead of pickling a loaded model -------------
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        if self._judge_args is not None and isinstance(self._judge_args.get("backend"), str):
+        if self._judge_args is not None and _rebuildable(self._judge_args.get("backend")):
             state["judge"] = None
         return state
 
