@@ -33,6 +33,7 @@ the trainer nodes with ``--num-gpus=0``.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import re
 import threading
@@ -44,6 +45,7 @@ from typing import Any
 
 from mr3_reward.backends.base import Generation, GenerationRequest
 
+log = logging.getLogger("mr3_reward.pool")
 DEFAULT_NAME = "mr3-judges"
 NAMESPACE = "mr3"
 ENGINES = ("vllm", "transformers", "openai", "fake")
@@ -672,11 +674,13 @@ class JudgePool:
             self._fail(chunk, results, chunk.error)
         else:
             self.stats["resent"] += 1
+            log.warning("judge pool %r: %s; re-sending %d item(s)", self.name, chunk.error, len(chunk.items))
             todo.append(chunk)
 
     def _fail(self, chunk: _Chunk, results: list, why: str) -> None:
         self.stats["failed_items"] += len(chunk.items)
         error = f"judge pool {self.name!r}: {why} (after {chunk.attempts} attempt(s))"
+        log.error("%s: %d item(s) become typed failures", error, len(chunk.items))
         for i in chunk.items:
             results[i] = Generation(text="", finish_reason="error", error=error)
 
