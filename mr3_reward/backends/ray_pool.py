@@ -534,7 +534,8 @@ class JudgePool:
         ray = _init_ray(address)
         controller = ray.remote(Controller).options(
             name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-            num_cpus=0, max_concurrency=32, max_restarts=0,
+            # On the head node: it lives as long as the cluster, whatever worker node goes away.
+            num_cpus=0, resources={"node:__internal_head__": 0.001}, max_concurrency=32, max_restarts=0,
         ).remote(name, config)
         running: PoolConfig = ray.get(controller.get_config.remote())
         if (running.model, running.engine) != (config.model, config.engine):
