@@ -106,6 +106,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from mr3_reward.judge_args import add_judge_arguments
     from mr3_reward.labeling import add_label_arguments, cmd_label
+    from mr3_reward.serve import add_serve_arguments, cmd_serve
 
     parser = argparse.ArgumentParser(prog="mr3", description="mR3 reasoning reward models for RLHF.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Label sampled responses into prompt/chosen/rejected pairs for TRL's DPOTrainer; resumable after any stop."))
     add_label_arguments(lab)
     lab.set_defaults(func=cmd_label)
+
+    srv = sub.add_parser("serve", help="start, inspect or stop a Ray judge pool", description=(
+        "mr3 serve [start|status|stop]: judges as Ray actors on their own GPUs, shared by every trainer rank, "
+        "labeling job or custom loop of the cluster (MR3Reward(pool=NAME), --pool NAME)."))
+    add_serve_arguments(srv)
+    srv.set_defaults(func=cmd_serve)
     return parser
 
 

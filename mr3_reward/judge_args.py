@@ -32,6 +32,9 @@ def add_judge_arguments(parser: argparse.ArgumentParser, *, cache_default: str |
     g.add_argument("--device", default="cpu", help="transformers backend: cpu, cuda, cuda:1, ...")
     g.add_argument("--dtype", default=None, help="weights dtype (default: float32 for transformers, auto for vllm)")
     g.add_argument("--batch-size", type=int, default=8, help="transformers backend: prompts per generate call")
+    g.add_argument("--pool", metavar="NAME", help="judge with a running Ray judge pool (`mr3 serve`) instead of a "
+                   "local engine; --model and --backend are then the pool's")
+    g.add_argument("--pool-address", help="with --pool: the Ray cluster address (default: RAY_ADDRESS, else auto)")
 
 
 def judge_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -50,19 +53,25 @@ def judge_options(args: argparse.Namespace) -> dict[str, Any]:
     cache = args.cache
     if cache is not None and str(cache).lower() == "none":
         cache = None
+    backend: Any = args.backend
+    if getattr(args, "pool", None):
+        from mr3_reward.backends.ray_pool import JudgePool
+
+        backend, backend_options = JudgePool.connect(args.pool, address=args.pool_address), {}
     return dict(
-        backend=args.backend, language_mode=args.language_mode, pack=args.pack, family=args.family,
+        backend=backend, language_mode=args.language_mode, pack=args.pack, family=args.family,
         max_retries=args.max_retries, backend_options=backend_options, cache=cache, **sampling,
     )
 
 
 def run_command(name: str, call: Callable[[], int]) -> int:
     """Run a subcommand; bad input or configuration prints one clear line and exits 2 (no traceback)."""
+    from mr3_reward.backends.ray_pool import PoolError
     from mr3_reward.records import InputError
 
     try:
         return call()
-    except (InputError, ValueError, FileNotFoundError, KeyError, ImportError, OSError) as e:
+    except (InputError, ValueError, LookupError, ImportError, OSError, PoolError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"{name}: error: {msg}", file=sys.stderr)
         return 2

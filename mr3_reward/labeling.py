@@ -1059,7 +1059,6 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--language", default="en", help="language code of rows without one (default en)")
     g.add_argument("--split", default="train", help="split of an HF dataset (default train)")
     add_judge_arguments(parser, cache_default="default")
-    parser.add_argument("--pool", metavar="NAME", help="a running Ray JudgePool (not available yet)")
     o = parser.add_argument_group("outputs and running")
     o.add_argument("--jsonl", help="also write the pairs as JSONL here")
     o.add_argument("--parquet", help="also write the pairs as Parquet here")
@@ -1090,9 +1089,9 @@ def cmd_label(args: argparse.Namespace, *, backend: Backend | None = None) -> in
     """``mr3 label INPUT OUTPUT ...``; ``backend`` replaces ``--backend``/``--model``'s engine (tests, embedding)."""
     from mr3_reward.judge_args import judge_options
 
-    if args.pool:
-        raise ValueError(f"--pool {args.pool}: not available yet: the Ray judge pool comes with issue 5; use --ray "
-                         "(an actor pool of judges for this job) meanwhile")
+    if args.pool and args.ray:
+        raise ValueError("--pool (a running judge pool) and --ray (judges started for this job) are two ways to "
+                         "use Ray: pick one")
     config = LabelConfig(
         strategy=args.strategy, task=args.task, min_margin=args.min_margin, opponents=args.opponents,
         on_disagree=args.on_disagree, keep_ties=args.keep_ties, prompt_column=args.prompt_column,

@@ -381,8 +381,8 @@ def test_cli_errors(tmp_path, capsys):
     src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "x", "responses": ["a"]}])
     assert main([str(src), str(tmp_path / "out"), "--backend", "fake", "--model", "fake", "--quiet"]) == 2
     assert "in.jsonl:1: 1 response(s)" in capsys.readouterr().err
-    assert main([str(src), str(tmp_path / "out"), "--pool", "judges", "--quiet"]) == 2
-    assert "not available yet: the Ray judge pool comes with issue 5" in capsys.readouterr().err
+    assert main([str(src), str(tmp_path / "out"), "--pool", "judges", "--ray", "--quiet"]) == 2
+    assert "--pool (a running judge pool) and --ray (judges started for this job)" in capsys.readouterr().err
     assert main([str(src), str(tmp_path / "out"), "--column", "language", "--quiet"]) == 2
     assert "--column takes ROLE=COLUMN" in capsys.readouterr().err
 

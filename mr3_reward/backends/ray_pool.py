@@ -51,6 +51,10 @@ NAMESPACE = "mr3"
 ENGINES = ("vllm", "transformers", "openai", "fake")
 
 
+class PoolError(RuntimeError):
+    """A pool could not be started or reached as asked (the message says what to change)."""
+
+
 def _ray():
     import ray
 
@@ -284,7 +288,7 @@ class Controller:
             except ray.exceptions.RayActorError as exc:
                 with self.lock:
                     self._take_out(m, f"engine failed to start: {_cause(exc)}")
-                raise RuntimeError(f"replica {m.index} could not start its engine: {_cause(exc)}") from None
+                raise PoolError(f"replica {m.index} could not start its engine: {_cause(exc)}") from None
             with self.lock:
                 m.state = "ready"
         return self.status()
@@ -541,7 +545,11 @@ class JudgePool:
         if (running.model, running.engine) != (config.model, config.engine):
             raise ValueError(f"a pool named {name!r} already runs {running.engine}:{running.model}; stop it first "
                              f"(`mr3 serve stop --name {name}`) or pick another --name")
-        ray.get(controller.scale.remote(replicas, timeout_s))
+        try:
+            ray.get(controller.scale.remote(replicas, timeout_s))
+        except ray.exceptions.RayTaskError as exc:  # the controller's own error, without the remote traceback
+            cause = exc.cause
+            raise (cause if isinstance(cause, (PoolError, TimeoutError)) else exc) from None
         return cls(name, address=address, **client_options)
 
     @classmethod
