@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -60,8 +61,16 @@ def test_serve_status_judge_label_stop(tmp_path):
         assert labeled.returncode == 0, labeled.stderr[-2000:]
         assert (tmp_path / "pairs").is_dir()
 
+        # The cluster example's GRPO script, as one trainer rank of its own: a real TRL step, judged by the pool.
+        example = Path(__file__).parents[1] / "examples" / "ray_cluster" / "grpo_with_pool.py"
+        trained = subprocess.run([sys.executable, str(example), "--pool", "cli-pool", "--output-dir",
+                                  str(tmp_path / "grpo")], capture_output=True, text=True, timeout=300,
+                                 env={**ENV, "MR3_CACHE_DIR": str(tmp_path / "cache")})
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        assert "rewards: [1.0, 1.0, 1.0, 1.0]" in trained.stdout  # the scripted judge says "true" to all
+
         status = json.loads(mr3("serve", "status", "--name", "cli-pool", "--json").stdout)
-        assert status["clients"]["requests"] >= 5 + 8  # judge's 5 + label's 2 per row
+        assert status["clients"]["requests"] >= 5 + 8 + 4  # judge's 5 + label's 2 per row + GRPO's 4
         assert sum(r["served"] for r in status["replicas"]) >= 13
 
         stopped = mr3("serve", "stop", "--name", "cli-pool")
