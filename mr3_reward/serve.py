@@ -72,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import ray
 
         # One machine, this process: the dashboard stays off, so nothing else listens.
-        ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
+        ray.init(namespace=NAMESPACE, include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False)
     pool = JudgePool.start(
         args.model, engine=args.engine, replicas=args.replicas, gpus_per_replica=args.gpus_per_replica,
         cpus_per_replica=args.cpus_per_replica, resources=args.resources,

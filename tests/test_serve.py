@@ -38,6 +38,18 @@ def test_serve_status_judge_label_stop(tmp_path):
         text = "".join(lines)
         assert "judge pool 'cli-pool' ready: 2 replica(s) of fake:fake" in text, text[-3000:]
         assert "MR3Reward(pool='cli-pool'" in text
+        # Exposure: the local Ray instance's dashboard process (Ray starts a headless one even with the UI off)
+        # binds 127.0.0.1 only.
+        import psutil
+
+        tree = {server.pid, *(c.pid for c in psutil.Process(server.pid).children(recursive=True))}
+        names = {psutil.Process(pid).name() for pid in tree if psutil.pid_exists(pid)}
+        assert "raylet" in names and "gcs_server" in names  # the Ray instance really is this command's
+        listening = [c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in tree]
+        assert listening and all(c.laddr.ip == "127.0.0.1" for c in listening if c.laddr.port == 8265)
+        dashboards = [" ".join(psutil.Process(pid).cmdline()) for pid in tree if psutil.pid_exists(pid)]
+        dashboards = [cmd for cmd in dashboards if "dashboard/dashboard.py" in cmd]
+        assert all("--host=127.0.0.1" in cmd for cmd in dashboards)
 
         status = mr3("serve", "status", "--name", "cli-pool", "--json")
         assert status.returncode == 0, status.stderr[-2000:]
