@@ -1,16 +1,33 @@
-"""python -m benchmarks NAME [options]"""
+"""python -m benchmarks NAME [options]; `python -m benchmarks NAME --help` for a suite's options.
+
+A suite is a module with ``main(argv)``; to add one, add a line to SUITES (see benchmarks/README.md).
+"""
 
 import importlib
 import sys
 
-SUITES = {"overhead": "benchmarks.overhead", "parser": "benchmarks.parser", "vllm": "benchmarks.vllm_engine"}
+SUITES = {
+    "overhead": "benchmarks.overhead",
+    "parser": "benchmarks.parser",
+    "vllm": "benchmarks.vllm_engine",
+    "debias": "benchmarks.debias",
+    "pool": "benchmarks.pool",
+}
 
 
-def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in SUITES:
+def run_suite(name: str, argv: list[str] | None = None) -> None:
+    """Run one suite by name with its command-line options, e.g. ``run_suite("debias", ["--pairs", "8"])``."""
+    if name not in SUITES:
+        raise SystemExit(f"unknown benchmark suite {name!r}; choose one of: {', '.join(SUITES)}")
+    importlib.import_module(SUITES[name]).main(list(argv or []))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in SUITES:
         print(f"usage: python -m benchmarks {{{','.join(SUITES)}}} [options]", file=sys.stderr)
         sys.exit(2)
-    importlib.import_module(SUITES[sys.argv[1]]).main(sys.argv[2:])
+    run_suite(argv[0], argv[1:])
 
 
 if __name__ == "__main__":

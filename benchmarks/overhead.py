@@ -7,6 +7,8 @@
    batch time / batch size. Goal: <= 50 us.
 2. Warm replay: the same N requests again, every one a cache hit. Goal: >= 50,000 judgments/s.
 Also the pieces alone (render, key, parse), so a regression points at its stage.
+
+Writes ``benchmarks/results/overhead.json`` and ``overhead.png`` (each number against its goal).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def run(n: int = 10_000, batch: int = 64, out_dir: Path | None = None) -> dict:
         "warm_replay_judgments_per_s": round(warm_per_s), "goal_warm_per_s": GOAL_WARM_PER_S,
     }
     path = write("overhead", result, out_dir)
+    png = chart(result, out_dir)
     table(f"overhead per judgment ({n} requests, batches of {batch}, scripted backend)", [
         ("render", f"{stages['render_us']:.1f} us", "", ""),
         ("cache key", f"{stages['key_us']:.1f} us", "", ""),
@@ -77,8 +80,24 @@ def run(n: int = 10_000, batch: int = 64, out_dir: Path | None = None) -> dict:
         ("warm replay", f"{warm_per_s:,.0f} judgments/s", f">= {GOAL_WARM_PER_S:,.0f}/s",
          "yes" if warm_per_s >= GOAL_WARM_PER_S else "NO"),
     ])
-    print(f"wrote {path}")
+    print(f"wrote {path} and {png}")
     return result
+
+
+def chart(result: dict, out_dir: Path | None = None) -> Path:
+    from benchmarks.common import Panel, plot
+
+    cold = result["cold_us_per_judgment_median"]
+    return plot("overhead", [
+        Panel(f"per judgment: cold path {cold:.1f} us (goal <= {GOAL_COLD_US:.0f} us)",
+              x=["render", "cache key", "parse", "cold path\n(all + miss + store)"],
+              series={"us per judgment": [result["render_us"], result["key_us"], result["parse_us"], cold]},
+              ylabel="microseconds per judgment (median over batches)", goal=GOAL_COLD_US, goal_label="goal <=",
+              fmt="{:.1f}"),
+        Panel(f"warm-cache replay of {result['n']:,} judgments", x=["warm replay"],
+              series={"judgments / s": [result["warm_replay_judgments_per_s"]]}, ylabel="judgments / s",
+              goal=GOAL_WARM_PER_S, goal_label="goal >="),
+    ], title=f"overhead per judgment, scripted backend (batches of {result['batch']})", out_dir=out_dir)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,6 +4,7 @@
 
 The same inputs are parsed for correctness (never an exception) in tests/test_parsing.py; the time
 goal lives here, measured in one run, because a timed assertion in a test flakes on a loaded machine.
+Writes ``benchmarks/results/parser.json`` and ``parser.png`` (every input's time against the goal).
 """
 
 from __future__ import annotations
@@ -49,14 +50,26 @@ def run(out_dir: Path | None = None) -> dict:
         times[name] = time.perf_counter() - t
     worst = max(times, key=times.get)
     result = {"goal_s": GOAL_S, "worst_case": worst, "worst_s": round(times[worst], 4),
-              "seconds": {k: round(v, 4) for k, v in times.items()}}
+              "seconds": {k: round(v, 6) for k, v in times.items()}}
     path = write("parser", result, out_dir)
-    rows = [(name, f"{s * 1000:.1f} ms", "", "") for name, s in times.items()]
+    png = chart(result, out_dir)
+    rows = [(name, f"{s * 1000:.2f} ms", "", "") for name, s in times.items()]
     rows.append(("worst case", f"{times[worst] * 1000:.1f} ms ({worst})", f"< {GOAL_S * 1000:.0f} ms",
                  "yes" if times[worst] < GOAL_S else "NO"))
     table("parse_judgment on pathological input", rows)
-    print(f"wrote {path}")
+    print(f"wrote {path} and {png}")
     return result
+
+
+def chart(result: dict, out_dir: Path | None = None) -> Path:
+    from benchmarks.common import Panel, plot
+
+    ms = {name: s * 1000 for name, s in result["seconds"].items()}
+    return plot("parser", [
+        Panel(f"worst {result['worst_s'] * 1000:.0f} ms ({result['worst_case']}); goal < {GOAL_S * 1000:.0f} ms",
+              x=list(ms), series={"parse time": list(ms.values())}, horizontal=True, log=True,
+              ylabel="milliseconds (log scale)", goal=GOAL_S * 1000, goal_label="goal <", fmt="{:.2g} ms"),
+    ], title="parse_judgment on pathological model output", out_dir=out_dir)
 
 
 def main(argv: list[str] | None = None) -> None:
