@@ -381,7 +381,7 @@ class Controller:
         """Ping one replica. Unanswered: it is restarting (Ray restarts crashed actors) or stuck; after
         ``request_timeout_s`` without an answer it is restarted. Answered but its engine has sat on one batch
         for too long (half the timeout when a client has just reported it), or it failed three calls in a row
-        without serving anything: restarted. Dead for good: taken out."""
+        without serving anything: restarted. Past ``max_restarts`` restarts: taken out."""
         ray = _ray()
         with self.lock:
             m = self.members.get(index)
@@ -390,11 +390,9 @@ class Controller:
         timeout = self.config.request_timeout_s
         try:
             info = ray.get(m.handle.ping.remote(), timeout=min(10.0, timeout))
-        except ray.exceptions.ActorDiedError as exc:
-            with self.lock:
-                self._take_out(m, f"died: {_cause(exc)}")
-            return
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+            # Ray restarts a crashed replica (max_restarts=-1), so even "died" may be temporary; one that stays
+            # silent is restarted by us, and the restart budget takes it out if it never comes back.
             with self.lock:
                 if m.state == "ready":
                     m.state, m.silent_since = "restarting", time.time()

@@ -130,3 +130,22 @@ def test_a_grpo_step_proceeds_while_a_replica_crashes(make_pool, tmp_path):
     assert trainer.state.global_step == 1
     assert list(trainer._logs["rewards"]["mr3"]) == [1.0] * 4  # the scripted judge says "true" to everything
     assert pool.stats["deaths"] >= 1
+
+
+def test_a_replica_that_keeps_crashing_is_taken_out_and_reported(make_pool):
+    make_pool("flaky", backend_options={"respond": Fault("crash", replicas=(0,))}, max_restarts=2)
+    pool = JudgePool.connect("flaky", chunk_size=1, max_attempts=5)
+    answered = 0
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and pool.status()["replicas"][0]["state"] != "out":
+        reqs = batch(8, f"flaky {answered}")
+        assert [g.text for g in pool.generate(reqs)] == expected(reqs)  # replica 1 answers what 0 dropped
+        answered += 8
+    replica = pool.status()["replicas"][0]
+    assert replica["state"] == "out", replica
+    assert "max_restarts=2" in replica["reason"]
+    # Once it is out, clients stop sending to it: a new batch is answered without a single re-send.
+    before = pool.stats["resent"]
+    reqs = batch(8, "after")
+    assert [g.text for g in JudgePool.connect("flaky").generate(reqs)] == expected(reqs)
+    assert pool.stats["resent"] == before
