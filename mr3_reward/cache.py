@@ -231,6 +231,9 @@ class JudgmentCache:
             raise ValueError(f"memory_items must be an int >= 0, got {memory_items!r}")
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be a string, got {type(namespace).__name__}")
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a file path (str or Path), ':memory:', or None for the default file; "
+                            f"got {type(path).__name__}")
         if path is None:
             # Resolved now (not in each process) so a pickled copy uses the very same file.
             path = default_cache_path()
@@ -294,6 +297,8 @@ class JudgmentCache:
         """
         if isinstance(keys, str):  # a lone key would otherwise be looked up character by character
             raise TypeError("get_many takes a sequence of keys; use get(key) for one key")
+        if keys is None or isinstance(keys, Mapping) or not isinstance(keys, Iterable):
+            raise TypeError(f"get_many takes a list of string keys, got {type(keys).__name__}")
         wanted = list(dict.fromkeys(keys))
         for key in wanted:
             if not isinstance(key, str):
@@ -330,6 +335,9 @@ class JudgmentCache:
             TypeError: a key is not a string or a record is not a JSON-serializable mapping (a programming
                 error, raised before anything is stored). Disk failures never raise.
         """
+        if not isinstance(records, Mapping):
+            raise TypeError(f"put_many takes a dict of key -> record (e.g. {{key: judgment.to_dict()}}), "
+                            f"got {type(records).__name__}")
         encoded: dict[str, str] = {}
         for key, record in records.items():
             if not isinstance(key, str):

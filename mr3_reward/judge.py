@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mr3_reward.backends.base import Backend, Generation, GenerationRequest
+from mr3_reward.backends.base import Backend, ChatPrompt, Generation, GenerationRequest
 from mr3_reward.cache import JudgmentCache, cache_key, digest_parts
 from mr3_reward.parsing import parse_judgment
-from mr3_reward.templates import LanguageMode, RenderedPrompt, Renderer, RubricPack
+from mr3_reward.templates import LanguageMode, RenderedPrompt, Renderer, RubricPack, approx_tokens
 from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
 
 # The documented default for real use; it loads from the Hugging Face hub where a network exists.
 DEFAULT_MODEL = "rubricreward/mR3-Qwen3-4B-en-prompt-en-thinking"
 BACKENDS = ("transformers", "vllm", "openai", "fake")
+# The input limit for an engine that reports no context: mR3's 32768 tokens less the 16384 it may generate.
+DEFAULT_MAX_INPUT_TOKENS = 16384
+_NOT_CACHED = (Failure.ENGINE_ERROR.value, Failure.INPUT_TOO_LONG.value)
 
 
 def make_backend(backend: str | Backend, model: str, **options: Any) -> Backend:
@@ -81,6 +84,10 @@ class Judge:
     backend_options (`dict`): passed to the backend's constructor when ``backend`` is a name.
     cache (`str | JudgmentCache`, *optional*): a result cache: ``"default"`` (a per-user SQLite file), a
         path, ``":memory:"`` or a `JudgmentCache`; None (the default here) turns caching off.
+    max_input_tokens (`int`, *optional*): the most tokens a prompt may take; responses of a longer request
+        are cut to fit and its judgment has ``truncated_input=True``, and a request that cannot fit even so
+        fails as ``input_too_long`` without an engine call. Default: from the engine's context, see
+        `input_limit`. Tokens are counted with the engine's tokenizer, or estimated where it has none.
 
     >>> judge = Judge(model="fake", backend="fake")
     >>> [j.score for j in judge.judge([JudgeRequest(task="binary", prompt="2+2?", responses=("4",))])]
@@ -100,10 +107,26 @@ class Judge:
         neutralize_headers: bool = True,
         backend_options: dict[str, Any] | None = None,
         cache: str | Path | JudgmentCache | None = None,
+        max_input_tokens: int | None = None,
         **sampling_overrides: Any,
     ) -> None:
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        problems = []
+        if isinstance(backend, str) and (not isinstance(model, str) or not model.strip()):
+            problems.append(f"model must be a hub id, a local model folder or an alias such as 'smollm2-135m'; got {model!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            problems.append(f"max_retries must be an integer >= 0 (re-samples of a failed item), got {max_retries!r}")
+        if sampling is not None and not isinstance(sampling, Sampling):
+            problems.append(f"sampling must be a Sampling, e.g. Sampling(max_tokens=512), or pass fields as keywords "
+                            f"(max_tokens=512); got {type(sampling).__name__}")
+        if backend_options is not None and not isinstance(backend_options, Mapping):
+            problems.append(f"backend_options must be a dict of the backend's keyword arguments, e.g. "
+                            f"{{'device': 'cuda'}}; got {type(backend_options).__name__}")
+        if max_input_tokens is not None and (isinstance(max_input_tokens, bool) or not isinstance(max_input_tokens, int)
+                                             or max_input_tokens < 1):
+            problems.append(f"max_input_tokens must be a positive integer or None (from the engine's context), "
+                            f"got {max_input_tokens!r}")
+        if problems:
+            raise ValueError("invalid Judge: " + "; ".join(problems))
         self._config_digest: str | None = None
         self.sampling = (sampling or Sampling()).with_(**sampling_overrides)
         self.backend = make_backend(backend, model, **(backend_options or {}))
@@ -115,6 +138,10 @@ class Judge:
         self.max_retries = max_retries
         self.cache = open_cache(cache)
         self.last_stats: dict[str, int] = {}
+        self.max_input_tokens = max_input_tokens
+        # The engine's own token count where it has a tokenizer; otherwise an estimate from the text's size.
+        count = getattr(self.backend, "count_tokens", None)
+        self._count_tokens: Callable[[ChatPrompt], int] = count if callable(count) else approx_tokens
 
     @property
     def sampling(self) -> Sampling:
@@ -139,8 +166,28 @@ class Judge:
             "sampling": dataclasses.asdict(self.sampling),
         }
 
+    @property
+    def input_limit(self) -> int:
+        """The most tokens a prompt may take; longer requests get their responses cut (`Renderer.render_within`).
+
+        ``max_input_tokens`` when given (at most the engine's context less one token); otherwise the
+        engine's context (``max_model_len`` or ``context_length``) less room to generate: ``max_tokens``,
+        but never more than half the context. An engine that reports no context gets
+        `DEFAULT_MAX_INPUT_TOKENS` (mR3's 32768-token context less its recommended 16384 generated tokens).
+        """
+        context = getattr(self.backend, "max_model_len", None) or getattr(self.backend, "context_length", None)
+        if isinstance(context, bool) or not isinstance(context, int) or context < 2:
+            context = None
+        if self.max_input_tokens is not None:
+            return self.max_input_tokens if context is None else min(self.max_input_tokens, context - 1)
+        if context is None:
+            return DEFAULT_MAX_INPUT_TOKENS
+        return context - min(self.sampling.max_tokens, context // 2)
+
     def render(self, request: JudgeRequest) -> RenderedPrompt:
-        return self.renderer.render(request)
+        """The prompt the engine gets for ``request``: rendered, user text neutralized, and responses cut
+        to fit `input_limit` when needed (``truncated_input``), or ``input_problem`` set when nothing fits."""
+        return self.renderer.render_within(request, self.input_limit, self._count_tokens)
 
     def _key(self, rendered: RenderedPrompt) -> str:
         # The rendered bytes carry the rubric, language, responses and their order; the config digest
@@ -164,6 +211,10 @@ class Judge:
         ``max_retries`` times. ``progress(n)`` is called as items reach their final judgment.
         ``self.last_stats`` describes the call (requests, cache hits, duplicates, items sent to the engine).
         """
+        if isinstance(requests, JudgeRequest):
+            raise TypeError("judge() takes a list of JudgeRequest; for one request use judge([request]) or judge_one(request)")
+        if requests is None or isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Iterable):
+            raise TypeError(f"judge() takes a list of JudgeRequest, got {type(requests).__name__}")
         requests = list(requests)
         for i, r in enumerate(requests):
             if not isinstance(r, JudgeRequest):
@@ -178,8 +229,9 @@ class Judge:
         fresh = self._generate([rendered[i] for i in first.values()], progress)
         by_key = {k: j for k, j in zip(first, fresh)}
         if self.cache is not None:
-            # Engine errors are transient: never cache them, so the next call tries again.
-            self.cache.put_many({k: j.to_dict() for k, j in by_key.items() if j.failure != Failure.ENGINE_ERROR.value})
+            # Engine errors are transient, and an input too long for this judge's limit may fit a larger one:
+            # never cache them, so the next call tries again.
+            self.cache.put_many({k: j.to_dict() for k, j in by_key.items() if j.failure not in _NOT_CACHED})
         out = []
         for k in keys:
             if k in found:
@@ -202,7 +254,13 @@ class Judge:
     def _generate(self, rendered: list[RenderedPrompt], progress: Callable[[int], None] | None) -> list[Judgment]:
         results: list[Judgment | None] = [None] * len(rendered)
         spent: list[tuple[int, int]] = [(0, 0)] * len(rendered)
-        pending = list(range(len(rendered)))
+        pending = [i for i, r in enumerate(rendered) if r.input_problem is None]
+        for i, r in enumerate(rendered):
+            if r.input_problem is not None:  # cannot fit the engine: a typed failure without an engine call
+                results[i] = Judgment(score=None, failure=Failure.INPUT_TOO_LONG.value, attempts=0,
+                                      neutralized_lines=r.neutralized_lines, meta={"error": r.input_problem})
+                if progress:
+                    progress(1)
         for attempt in range(self.max_retries + 1):
             if not pending:
                 break
@@ -220,7 +278,7 @@ class Judge:
                 j = judgment_from_generation(gen, rendered[i])
                 results[i] = dataclasses.replace(
                     j, attempts=attempt + 1, prompt_tokens=spent[i][0], completion_tokens=spent[i][1],
-                    neutralized_lines=rendered[i].neutralized_lines,
+                    neutralized_lines=rendered[i].neutralized_lines, truncated_input=rendered[i].truncated_input,
                 )
                 if j.ok or last:
                     if progress:

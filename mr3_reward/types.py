@@ -7,6 +7,7 @@ compared in tests. Validation happens in ``__post_init__`` and reports every pro
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -55,6 +56,9 @@ class Failure(str, enum.Enum):
     LABEL_NOT_IN_RUBRIC = "label_not_in_rubric"  # a score was read but it is not one of the labels
     TRUNCATED = "truncated"  # generation hit max_tokens before an answer
     ENGINE_ERROR = "engine_error"  # the backend raised or returned an error for this item
+    # The prompt cannot fit the judge's input limit even with every response cut (a huge prompt,
+    # reference or rubric); no engine call was made. Never cached: a larger limit may fit it.
+    INPUT_TOO_LONG = "input_too_long"
 
 
 @dataclass(frozen=True)
@@ -93,8 +97,22 @@ class Rubric:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, str] | Iterable[tuple[str, str]]) -> Rubric:
+        """Labels and descriptions from a dict or (label, description) pairs; numbers become strings."""
         items = mapping.items() if isinstance(mapping, Mapping) else mapping
-        return cls(tuple((str(k), str(v)) for k, v in items))
+        entries, problems = [], []
+        for item in items:
+            if not (isinstance(item, (tuple, list)) and len(item) == 2):
+                problems.append(f"rubric entry {item!r} is not a (label, description) pair; "
+                                "pass a dict such as {'true': 'The answer is right.', 'false': 'It is wrong.'}")
+                continue
+            label, desc = item
+            for what, value in (("label", label), ("description", desc)):
+                if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                    problems.append(f"rubric {what} {value!r} (for {label!r}) must be a string")
+            entries.append((str(label), str(desc)))
+        if problems:
+            raise ValueError("invalid rubric: " + "; ".join(problems))
+        return cls(tuple(entries))
 
     @classmethod
     def coerce(cls, value: Rubric | Mapping[str, str] | Sequence[tuple[str, str]] | str) -> Rubric:
@@ -141,16 +159,28 @@ class Sampling:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.temperature < 0:
-            problems.append(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
+
+        def number(name: str, integer: bool = False) -> bool:
+            value = getattr(self, name)
+            kinds = (int,) if integer else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+                want = "an integer" if integer else "a finite number"
+                problems.append(f"{name} must be {want}, got {value!r}")
+                return False
+            return True
+
+        if number("temperature") and self.temperature < 0:
+            problems.append(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if number("top_p") and not 0 < self.top_p <= 1:
             problems.append(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < -1 or self.top_k == 0:
+        if number("top_k", integer=True) and (self.top_k < -1 or self.top_k == 0):
             problems.append(f"top_k must be -1 (off) or >= 1, got {self.top_k}")
-        if not 0 <= self.min_p <= 1:
+        if number("min_p") and not 0 <= self.min_p <= 1:
             problems.append(f"min_p must be in [0, 1], got {self.min_p}")
-        if self.max_tokens < 1:
+        if number("max_tokens", integer=True) and self.max_tokens < 1:
             problems.append(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            problems.append(f"seed must be an integer or None, got {self.seed!r}")
         if problems:
             raise ValueError("invalid sampling: " + "; ".join(problems))
 
@@ -217,8 +247,22 @@ class JudgeRequest:
             problems.append(f"language must be a non-empty language code such as 'en', got {self.language!r}")
         if self.task is TaskKind.MULTIPLE_CHOICE and not self.options:
             problems.append("a multiple_choice request needs options (e.g. 'A. ...\\nB. ...')")
+        if self.rubric is not None:
+            problems += _rubric_label_problems(self.task, self.rubric)
         if problems:
             raise ValueError("invalid JudgeRequest: " + "; ".join(problems))
+
+
+def _rubric_label_problems(task: TaskKind, rubric: Rubric) -> list[str]:
+    """A custom rubric may rename the labels of single-response tasks, but the two pairwise tasks are
+    read by position: the judge must be able to name each side."""
+    labels = list(rubric.labels)
+    if task is TaskKind.PAIRWISE and not {"Assistant A", "Assistant B"} <= set(labels):
+        return [f"a pairwise rubric needs the labels 'Assistant A' and 'Assistant B' (the names the judge sees; "
+                f"add 'Tie' to allow ties); got {labels}"]
+    if task is TaskKind.PREFERENCE_STRENGTH and sorted(labels) != [str(k) for k in range(1, 8)]:
+        return [f"a preference_strength rubric needs the labels '1'..'7' (4 = equal); got {labels}"]
+    return []
 
 
 @dataclass(frozen=True)
@@ -240,8 +284,11 @@ class Judgment:
     attempts: int = 1
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    # Template-header lines found in user text and escaped before the judge saw them.
+    # Forged template-header lines and chat-control tokens found in user text and escaped before the
+    # judge saw them (see `mr3_reward.templates.neutralize`).
     neutralized_lines: int = 0
+    # True when responses were cut to fit the judge's input limit (`Judge(max_input_tokens=...)`).
+    truncated_input: bool = False
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property

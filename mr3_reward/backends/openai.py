@@ -213,7 +213,7 @@ class OpenAIBackend:
         for i, req in enumerate(requests):
             try:
                 text = chat_text(self.tokenizer, req.prompt)
-                n_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+                n_tokens = self._count(text)
             except Exception as exc:  # a template or tokenizer problem belongs to this item only
                 results[i] = _error(f"could not build the prompt: {type(exc).__name__}: {exc}")
                 continue
@@ -228,6 +228,15 @@ class OpenAIBackend:
             for (i, _, _), generation in zip(todo, done):
                 results[i] = generation
         return [g if g is not None else _error("internal error: no result") for g in results]
+
+    def count_tokens(self, prompt: ChatPrompt) -> int:
+        """Tokens ``prompt`` takes by the local tokenizer (chat template and prefix included); the judge uses
+        it to fit long inputs to ``max_model_len`` once the server has reported it."""
+        return self._count(chat_text(self.tokenizer, prompt))
+
+    def _count(self, text: str) -> int:
+        # The rendered text holds every special token already; adding them again would count a BOS twice.
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     # ----------------------------------------------------------------------------------------------------
 

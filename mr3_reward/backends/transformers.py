@@ -193,6 +193,11 @@ class TransformersBackend:
         # tokenizer's own "will result in indexing errors" warning would only mislead.
         return list(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
+    def count_tokens(self, prompt: ChatPrompt) -> int:
+        """Tokens ``prompt`` takes in the model's context (chat template and prefix included), as `generate`
+        counts them; the judge uses it to fit long inputs to ``context_length``."""
+        return len(self._encode(prompt))
+
     def _context_problem(self, n_tokens: int) -> str | None:
         limit = self.context_length
         if limit is None or n_tokens < limit:

@@ -286,6 +286,11 @@ class VLLMBackend:
         # The chat template wrote every special token; adding them again would double a BOS.
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def count_tokens(self, prompt: ChatPrompt) -> int:
+        """Tokens ``prompt`` takes in the engine's context (chat template and prefix included), as `generate`
+        counts them; the judge uses it to fit long inputs to ``max_model_len``."""
+        return len(self._encode(prompt))
+
     def _context_problem(self, n_tokens: int) -> str | None:
         limit = self.max_model_len
         if n_tokens < limit:
