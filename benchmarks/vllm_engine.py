@@ -1,8 +1,10 @@
 """What the judge costs on a real vLLM engine, and what concurrency buys against a server. One run measures:
 
     .venv/bin/python -m benchmarks vllm [--n 64] [--max-tokens 128] [--repeats 3] [--seq-n 24]
+                                        [--model smollm2-135m] [--dtype D] [--max-model-len 2048] [--kv-cache-gib G]
 
-1. In process, on one engine (``smollm2-135m``, float32, eager, 2 GiB KV cache on CPU): the same prompts
+1. In process, on one engine (by default ``smollm2-135m``, float32, eager, 2 GiB KV cache on CPU; on a GPU
+   the checkpoint's dtype and CUDA graphs, see `benchmarks.common.engine_options`): the same prompts
    through raw ``vllm.LLM.generate`` (the rendered texts, the same sampling and seeds) and through
    ``Judge`` on `VLLMBackend` (render, tokenize, generate, parse; result cache off, no retries), with the
    backend's defaults and with label log-probabilities on (``--soft-k``, what soft rewards cost). The
@@ -34,8 +36,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 GOAL_OVERHEAD = 1.03
 GOAL_SPEEDUP = 10.0
 MODEL = "smollm2-135m"
-MAX_MODEL_LEN = 2048
-KV_CACHE_BYTES = 2 << 30
 
 
 def requests(n: int) -> list:
@@ -59,33 +59,19 @@ def _stats(seconds: float, judgments: int, tokens: int, prompt_tokens: int | Non
     return out
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process and its children (vLLM's engine processes): the work done, which other
-    programs on a shared machine inflate far less than they inflate wall-clock time."""
-    import psutil
-
-    me = psutil.Process()
-    total = sum(me.cpu_times()[:2])
-    for child in me.children(recursive=True):
-        try:
-            total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            pass
-    return total
-
-
-def in_process(reqs: list, max_tokens: int, repeats: int, soft_k: int) -> dict[str, Any]:
+def in_process(reqs: list, max_tokens: int, repeats: int, soft_k: int, model: str,
+               engine: dict[str, Any]) -> dict[str, Any]:
+    from benchmarks.common import interleaved, ratio
     from mr3_reward.backends.base import chat_text
     from mr3_reward.backends.vllm import VLLMBackend
     from mr3_reward.judge import Judge
 
     t = time.perf_counter()
-    backend = VLLMBackend(MODEL, dtype="float32", max_model_len=MAX_MODEL_LEN, enforce_eager=True,
-                          kv_cache_memory_bytes=KV_CACHE_BYTES)
+    backend = VLLMBackend(model, **engine)
     start_s = time.perf_counter() - t
     default_k = backend.label_logprobs
     try:
-        judge = Judge(MODEL, backend=backend, cache=None, max_retries=0, max_tokens=max_tokens)
+        judge = Judge(model, backend=backend, cache=None, max_retries=0, max_tokens=max_tokens)
         # Exactly what the judge sends: the rendered texts and the backend's sampling parameters (seeds
         # included), with no log-probabilities, as a hand-written loop would ask.
         texts = [chat_text(backend.tokenizer, judge.render(r).prompt) for r in reqs]
@@ -108,34 +94,24 @@ def in_process(reqs: list, max_tokens: int, repeats: int, soft_k: int) -> dict[s
         raw()
         judged(soft_k)
         sides = [("raw", raw), ("judge", lambda: judged(default_k)), ("judge_soft", lambda: judged(soft_k))]
-        runs: dict[str, list[tuple[float, float, int, int]]] = {name: [] for name, _ in sides}
-        for rep in range(repeats):
-            for name, fn in (sides if rep % 2 == 0 else sides[::-1]):
-                backend.llm.reset_prefix_cache()  # every run starts cold, whatever ran before it
-                cpu, wall = _cpu_seconds(), time.perf_counter()
-                tokens, prompt_tokens = fn()
-                wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
-                runs[name].append((wall, cpu, tokens, prompt_tokens))
-                print(f"  in-process {name:<11} run {rep + 1}: {wall:6.2f} s wall, {cpu:6.2f} s CPU, "
-                      f"{tokens} tokens", flush=True)
+        # Every run starts with a cold prefix cache, whatever ran before it.
+        runs = interleaved(sides, repeats, before=lambda _: backend.llm.reset_prefix_cache())
     finally:
         backend.close()
 
     result: dict[str, Any] = {"engine_start_s": round(start_s, 1), "repeats": repeats,
                               "label_logprobs_default": default_k, "label_logprobs_soft": soft_k}
     for name, values in runs.items():
-        wall = statistics.median(v[0] for v in values)
-        result[name] = {**_stats(wall, len(reqs), values[0][2], values[0][3]),
-                        "runs_wall_s": [round(v[0], 3) for v in values],
-                        "runs_cpu_s": [round(v[1], 3) for v in values]}
+        tokens, prompt_tokens = values[0].value
+        result[name] = {**_stats(statistics.median(v.wall_s for v in values), len(reqs), tokens, prompt_tokens),
+                        "runs_wall_s": [round(v.wall_s, 3) for v in values],
+                        "runs_cpu_s": [round(v.cpu_s, 3) for v in values]}
     result["tokens_equal"] = all(result[n]["completion_tokens"] == result["raw"]["completion_tokens"] for n in runs)
     # Each repeat runs the sides back to back, so a ratio within one repeat compares runs that saw the same
     # load from the rest of the machine; the median over repeats is the reported ratio.
     for name in ("judge", "judge_soft"):
-        result[f"ratio_{name}_over_raw"] = round(
-            statistics.median(j[0] / r[0] for j, r in zip(runs[name], runs["raw"])), 4)
-        result[f"cpu_ratio_{name}_over_raw"] = round(
-            statistics.median(j[1] / r[1] for j, r in zip(runs[name], runs["raw"])), 4)
+        result[f"ratio_{name}_over_raw"] = ratio(runs[name], runs["raw"])
+        result[f"cpu_ratio_{name}_over_raw"] = ratio(runs[name], runs["raw"], "cpu_s")
     return result
 
 
@@ -148,37 +124,41 @@ def _params_without_logprobs(backend: Any, sampling: Any) -> Any:
         backend.label_logprobs = k
 
 
-def against_server(reqs: list, max_tokens: int, seq_n: int, long_tokens: int, long_seq_n: int,
-                   log_dir: Path) -> dict[str, Any]:
+def against_server(reqs: list, max_tokens: int, seq_n: int, long_tokens: int, long_seq_n: int, model: str,
+                   engine: dict[str, Any], log_dir: Path) -> dict[str, Any]:
     from mr3_reward.backends.vllm import VLLMServer
 
-    server = VLLMServer(MODEL, dtype="float32", max_model_len=MAX_MODEL_LEN,
-                        args=["--enforce-eager", "--kv-cache-memory-bytes", str(KV_CACHE_BYTES)],
+    # The in-process engine's options, as `vllm serve` flags.
+    args = ["--enforce-eager"] if engine.get("enforce_eager") else []
+    if engine.get("kv_cache_memory_bytes"):
+        args += ["--kv-cache-memory-bytes", str(engine["kv_cache_memory_bytes"])]
+    server = VLLMServer(model, dtype=engine["dtype"], max_model_len=engine["max_model_len"], args=args,
                         log_path=log_dir / "vllm-serve.log")
     start_s = server.start()
     try:
         result = {"server_start_s": round(start_s, 1),
-                  **_compare(server.url, reqs, max_tokens, seq_n, extra={}, label="")}
+                  **_compare(server.url, model, reqs, max_tokens, seq_n, extra={}, label="")}
         if long_tokens:
             # mR3 writes hundreds to thousands of reasoning tokens; SmolLM2 stops after ~65. Fixed-length
             # generations (vLLM's ignore_eos, on both sides) stand in for that regime, where decoding, and so
             # batching, dominates.
             result["long"] = {"max_tokens": long_tokens, "ignore_eos": True,
-                              **_compare(server.url, reqs, long_tokens, long_seq_n, {"ignore_eos": True}, "long ")}
+                              **_compare(server.url, model, reqs, long_tokens, long_seq_n, {"ignore_eos": True},
+                                         "long ")}
     finally:
         server.stop()
     return result
 
 
-def _compare(url: str, reqs: list, max_tokens: int, seq_n: int, extra: dict, label: str) -> dict[str, Any]:
+def _compare(url: str, model: str, reqs: list, max_tokens: int, seq_n: int, extra: dict, label: str) -> dict[str, Any]:
     import openai
 
     from mr3_reward.backends.base import chat_text
     from mr3_reward.backends.openai import OpenAIBackend
     from mr3_reward.judge import Judge
 
-    backend = OpenAIBackend(MODEL, url, max_concurrency=256, extra_body=extra)
-    judge = Judge(MODEL, backend=backend, cache=None, max_retries=0, max_tokens=max_tokens)
+    backend = OpenAIBackend(model, url, max_concurrency=256, extra_body=extra)
+    judge = Judge(model, backend=backend, cache=None, max_retries=0, max_tokens=max_tokens)
     judge.judge(reqs[:2])  # warm-up: connections, the server's first-call allocations
 
     t = time.perf_counter()
@@ -196,7 +176,7 @@ def _compare(url: str, reqs: list, max_tokens: int, seq_n: int, extra: dict, lab
     tokens = prompt_tokens = 0
     for text in texts:
         answer = client.completions.create(
-            model=MODEL, prompt=text, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p,
+            model=model, prompt=text, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p,
             seed=s.seed, extra_body={"top_k": s.top_k, "min_p": s.min_p, **extra},
         )
         tokens += answer.usage.completion_tokens
@@ -210,61 +190,48 @@ def _compare(url: str, reqs: list, max_tokens: int, seq_n: int, extra: dict, lab
     }
 
 
-def chart(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
+def chart(result: dict[str, Any], out_dir: Path | None = None) -> Path:
+    from benchmarks.common import Panel, plot
 
     ip, sv = result["in_process"], result["server"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    names = ["raw\nLLM.generate", "Judge +\nVLLMBackend", f"Judge +\nVLLMBackend\n(label logprobs {ip['label_logprobs_soft']})"]
-    values = [ip["raw"]["tokens_per_s"], ip["judge"]["tokens_per_s"], ip["judge_soft"]["tokens_per_s"]]
-    bars = left.bar(names, values, color=["#888888", "#1f77b4", "#6baed6"])
-    left.bar_label(bars, fmt="%.0f")
-    left.set_ylim(top=max(values) * 1.15)
-    left.set_ylabel("completion tokens / s")
-    left.set_title(f"in process: judge/raw time = {ip['ratio_judge_over_raw']:.3f} (goal <= {GOAL_OVERHEAD})")
     groups = [(f"judge outputs\n(max_tokens {result['max_tokens']})", sv)]
     if "long" in sv:
         groups.append((f"fixed {sv['long']['max_tokens']}-token\ngenerations", sv["long"]))
-    xs = range(len(groups))
-    naive = right.bar([x - 0.2 for x in xs], [g["naive_sequential"]["tokens_per_s"] for _, g in groups], 0.4,
-                      label="naive sequential OpenAI client loop", color="#888888")
-    ours = right.bar([x + 0.2 for x in xs], [g["openai_backend"]["tokens_per_s"] for _, g in groups], 0.4,
-                     label=f"Judge + OpenAIBackend ({sv['max_concurrency']} in flight)", color="#2ca02c")
-    right.bar_label(naive, fmt="%.0f")
-    right.bar_label(ours, labels=[f"{g['openai_backend']['tokens_per_s']:.0f} ({g['speedup_judgments_per_s']:.1f}x)"
-                                  for _, g in groups])
-    right.set_xticks(list(xs), [name for name, _ in groups])
-    right.set_ylim(top=max(g["openai_backend"]["tokens_per_s"] for _, g in groups) * 1.25)
-    right.set_ylabel("completion tokens / s")
-    right.legend(fontsize=8, loc="upper left")
-    right.set_title(f"vllm serve: {sv['speedup_judgments_per_s']:.1f}x judgments/s (goal >= {GOAL_SPEEDUP:.0f}x)")
-    fig.suptitle(f"{MODEL} on vLLM (CPU build), {result['n']} judgments, max_tokens {result['max_tokens']}; "
-                 f"{result['machine_cpu']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return plot("vllm", [
+        Panel(f"in process: judge / raw time = {ip['ratio_judge_over_raw']:.3f} (goal <= {GOAL_OVERHEAD})",
+              x=["raw\nLLM.generate", "Judge +\nVLLMBackend", f"Judge +\nVLLMBackend\n(label logprobs "
+                                                              f"{ip['label_logprobs_soft']})"],
+              series={"completion tokens / s": [ip[k]["tokens_per_s"] for k in ("raw", "judge", "judge_soft")]},
+              ylabel="completion tokens / s", fmt="{:.0f}"),
+        Panel(f"vllm serve: {sv['speedup_judgments_per_s']:.1f}x judgments/s (goal >= {GOAL_SPEEDUP:.0f}x)",
+              x=[f"{name}\n{g['speedup_judgments_per_s']:.1f}x" for name, g in groups],
+              series={"naive sequential OpenAI client loop": [g["naive_sequential"]["tokens_per_s"] for _, g in groups],
+                      f"Judge + OpenAIBackend ({sv['max_concurrency']} in flight)":
+                          [g["openai_backend"]["tokens_per_s"] for _, g in groups]},
+              ylabel="completion tokens / s", fmt="{:.0f}"),
+    ], title=f"{result['model']} on vLLM ({result.get('device', 'CPU build')}), {result['n']} judgments, "
+             f"max_tokens {result['max_tokens']}", out_dir=out_dir)
 
 
 def run(n: int = 64, max_tokens: int = 128, repeats: int = 3, seq_n: int = 24, soft_k: int = 5,
-        long_tokens: int = 256, long_seq_n: int = 6, out_dir: Path | None = None) -> dict:
-    from benchmarks.common import RESULTS, machine, table, write
+        long_tokens: int = 256, long_seq_n: int = 6, model: str = MODEL, engine: dict[str, Any] | None = None,
+        out_dir: Path | None = None) -> dict:
+    from benchmarks.common import engine_options, machine, table, write
 
+    engine = engine or engine_options()
     reqs = requests(n)
-    print(f"in process: {n} judgments, max_tokens {max_tokens}, {repeats} repeats", flush=True)
-    ip = in_process(reqs, max_tokens, repeats, soft_k)
+    print(f"in process: {model}, {n} judgments, max_tokens {max_tokens}, {repeats} repeats", flush=True)
+    ip = in_process(reqs, max_tokens, repeats, soft_k, model, engine)
     print(f"vllm serve: {n} judgments concurrently, {min(seq_n, n)} sequentially", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        sv = against_server(reqs, max_tokens, min(seq_n, n), long_tokens, min(long_seq_n, n), Path(tmp))
-    result = {"model": MODEL, "n": n, "max_tokens": max_tokens, "dtype": "float32", "max_model_len": MAX_MODEL_LEN,
-              "in_process": ip, "server": sv, "goal_ratio_max": GOAL_OVERHEAD, "goal_speedup_min": GOAL_SPEEDUP}
+        sv = against_server(reqs, max_tokens, min(seq_n, n), long_tokens, min(long_seq_n, n), model, engine, Path(tmp))
+    result = {"model": model, "n": n, "max_tokens": max_tokens, "engine": engine,
+              "device": machine().get("gpu", "CPU build"), "in_process": ip, "server": sv,
+              "goal_ratio_max": GOAL_OVERHEAD, "goal_speedup_min": GOAL_SPEEDUP}
     path = write("vllm", result, out_dir)
-    png = (out_dir or RESULTS) / "vllm.png"
-    chart({**result, "machine_cpu": f"{machine().get('cpu', '')} ({machine()['cpus']} cores)"}, png)
+    png = chart(result, out_dir)
     ratio, speedup = ip["ratio_judge_over_raw"], sv["speedup_judgments_per_s"]
-    table(f"vLLM engine ({MODEL}, CPU, {n} judgments, max_tokens {max_tokens})", [
+    table(f"vLLM engine ({model}, {result['device']}, {n} judgments, max_tokens {max_tokens})", [
         ("engine start (in process)", f"{ip['engine_start_s']:.1f} s", "", ""),
         ("raw LLM.generate", f"{ip['raw']['tokens_per_s']:.0f} tok/s, {ip['raw']['judgments_per_s']:.2f} judgments/s", "", ""),
         ("Judge + VLLMBackend", f"{ip['judge']['tokens_per_s']:.0f} tok/s, {ip['judge']['judgments_per_s']:.2f} judgments/s", "", ""),
@@ -285,6 +252,8 @@ def run(n: int = 64, max_tokens: int = 128, repeats: int = 3, seq_n: int = 24, s
 
 
 def main(argv: list[str] | None = None) -> None:
+    from benchmarks.common import add_engine_args, engine_options
+
     ap = argparse.ArgumentParser(prog="python -m benchmarks vllm")
     ap.add_argument("--n", type=int, default=64, help="judgments per run")
     ap.add_argument("--max-tokens", type=int, default=128)
@@ -294,9 +263,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--long-tokens", type=int, default=256,
                     help="also compare with fixed-length generations of this many tokens (0: skip)")
     ap.add_argument("--long-seq-n", type=int, default=6, help="samples the naive loop judges in that comparison")
+    add_engine_args(ap)
     ap.add_argument("--out-dir", type=Path)
     a = ap.parse_args(argv)
-    run(a.n, a.max_tokens, a.repeats, a.seq_n, a.soft_k, a.long_tokens, a.long_seq_n, a.out_dir)
+    run(a.n, a.max_tokens, a.repeats, a.seq_n, a.soft_k, a.long_tokens, a.long_seq_n, a.model,
+        engine_options(a.dtype, a.max_model_len, a.kv_cache_gib), a.out_dir)
 
 
 if __name__ == "__main__":
