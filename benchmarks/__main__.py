@@ -4,6 +4,7 @@ A suite is a module with ``main(argv)``; to add one, add a line to SUITES (see b
 """
 
 import importlib
+import json
 import sys
 
 SUITES = {
@@ -16,10 +17,18 @@ SUITES = {
 
 
 def run_suite(name: str, argv: list[str] | None = None) -> None:
-    """Run one suite by name with its command-line options, e.g. ``run_suite("debias", ["--pairs", "8"])``."""
+    """Run one suite by name with its command-line options, e.g. ``run_suite("debias", ["--pairs", "8"])``.
+    ``["--replot"]`` redraws ``results/NAME.png`` from ``results/NAME.json`` without measuring again (for suites
+    with a ``chart(result)`` function)."""
     if name not in SUITES:
         raise SystemExit(f"unknown benchmark suite {name!r}; choose one of: {', '.join(SUITES)}")
-    importlib.import_module(SUITES[name]).main(list(argv or []))
+    module = importlib.import_module(SUITES[name])
+    if list(argv or []) == ["--replot"] and hasattr(module, "chart"):
+        from benchmarks.common import RESULTS
+
+        print(f"wrote {module.chart(json.loads((RESULTS / f'{name}.json').read_text(encoding='utf-8')))}")
+        return
+    module.main(list(argv or []))
 
 
 def main(argv: list[str] | None = None) -> None:

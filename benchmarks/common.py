@@ -242,8 +242,10 @@ def _draw(ax: Any, p: Panel) -> None:
             ax.set_xlim(-1, len(p.x))  # one or two bars: keep them from filling the chart
     if p.log:
         (ax.set_xscale if p.horizontal else ax.set_yscale)("log")
-    if p.kind == "bar":  # room for the value labels past the longest bar
-        top = max([max(v) for v in p.series.values()] + [p.goal or 0]) * (8 if p.log else 1.18)
+    legend = len(names) > 1 or p.goal is not None
+    if p.kind == "bar":  # room for the value labels past the longest bar, and for the legend above the bars
+        top = max([max(v) for v in p.series.values()] + [p.goal or 0])
+        top *= 8 if p.log else (1.18 if p.horizontal or not legend else 1.18 + 0.09 * (len(names) + 1))
         if p.horizontal:
             ax.set_xlim(right=top)
         else:
@@ -255,13 +257,15 @@ def _draw(ax: Any, p: Panel) -> None:
     ax.set_xlabel(value_label if p.horizontal else x_label)
     ax.set_ylabel(x_label if p.horizontal else value_label)
     ax.set_title(p.title, fontsize=10)
-    if len(names) > 1 or p.goal is not None:
+    if legend:
         ax.legend(fontsize=8, loc="best")
 
 
-def plot(name: str, panels: Sequence[Panel], *, title: str, out_dir: Path | None = None) -> Path:
+def plot(name: str, panels: Sequence[Panel], *, title: str, out_dir: Path | None = None,
+         saved: Mapping[str, Any] | None = None) -> Path:
     """Draw ``panels`` side by side into ``results/NAME.png`` (or ``out_dir/NAME.png``), with the date and the
-    machine under the title; returns the path."""
+    machine under the title; returns the path. When redrawing a result read back from its JSON, pass it as
+    ``saved``: its own date and machine go under the title, not today's."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -272,8 +276,11 @@ def plot(name: str, panels: Sequence[Panel], *, title: str, out_dir: Path | None
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), height), squeeze=False)
     for ax, panel in zip(axes[0], panels):
         _draw(ax, panel)
-    m = {**machine(), "other_load": other_load()}
-    fig.suptitle(f"{title}\n{time.strftime('%Y-%m-%d')}, {describe(m)}", fontsize=10)
+    if saved and "machine" in saved:
+        m, date = saved["machine"], str(saved.get("date", ""))[:10]
+    else:
+        m, date = {**machine(), "other_load": other_load()}, time.strftime("%Y-%m-%d")
+    fig.suptitle(f"{title}\n{date}, {describe(m)}", fontsize=10)
     fig.tight_layout()
     out = (out_dir or RESULTS) / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -216,7 +216,7 @@ def chart(result: dict, out_dir: Path | None = None) -> Path:
                       f"both / one order of {2 * n} pairs": ratios("both_over_one_2n")},
               ylabel="ratio", goal=GOAL_TIME_RATIO, goal_label="goal <=", fmt="{:.2f}"),
     ], title=f"position debiasing on vLLM: {result['model']}, max_tokens {result['max_tokens']}, "
-             f"block size {result['block_size']}", out_dir=out_dir)
+             f"block size {result['block_size']}", out_dir=out_dir, saved=result)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -97,7 +97,8 @@ def chart(result: dict, out_dir: Path | None = None) -> Path:
         Panel(f"warm-cache replay of {result['n']:,} judgments", x=["warm replay"],
               series={"judgments / s": [result["warm_replay_judgments_per_s"]]}, ylabel="judgments / s",
               goal=GOAL_WARM_PER_S, goal_label="goal >="),
-    ], title=f"overhead per judgment, scripted backend (batches of {result['batch']})", out_dir=out_dir)
+    ], title=f"overhead per judgment, scripted backend (batches of {result['batch']})", out_dir=out_dir,
+        saved=result)
 
 
 def main(argv: list[str] | None = None) -> None:

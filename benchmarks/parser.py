@@ -69,7 +69,7 @@ def chart(result: dict, out_dir: Path | None = None) -> Path:
         Panel(f"worst {result['worst_s'] * 1000:.0f} ms ({result['worst_case']}); goal < {GOAL_S * 1000:.0f} ms",
               x=list(ms), series={"parse time": list(ms.values())}, horizontal=True, log=True,
               ylabel="milliseconds (log scale)", goal=GOAL_S * 1000, goal_label="goal <", fmt="{:.2g} ms"),
-    ], title="parse_judgment on pathological model output", out_dir=out_dir)
+    ], title="parse_judgment on pathological model output", out_dir=out_dir, saved=result)
 
 
 def main(argv: list[str] | None = None) -> None:

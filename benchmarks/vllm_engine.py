@@ -210,7 +210,7 @@ def chart(result: dict[str, Any], out_dir: Path | None = None) -> Path:
                           [g["openai_backend"]["tokens_per_s"] for _, g in groups]},
               ylabel="completion tokens / s", fmt="{:.0f}"),
     ], title=f"{result['model']} on vLLM ({result.get('device', 'CPU build')}), {result['n']} judgments, "
-             f"max_tokens {result['max_tokens']}", out_dir=out_dir)
+             f"max_tokens {result['max_tokens']}", out_dir=out_dir, saved=result)
 
 
 def run(n: int = 64, max_tokens: int = 128, repeats: int = 3, seq_n: int = 24, soft_k: int = 5,
