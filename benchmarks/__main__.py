@@ -23,7 +23,9 @@ def run_suite(name: str, argv: list[str] | None = None) -> None:
     if name not in SUITES:
         raise SystemExit(f"unknown benchmark suite {name!r}; choose one of: {', '.join(SUITES)}")
     module = importlib.import_module(SUITES[name])
-    if list(argv or []) == ["--replot"] and hasattr(module, "chart"):
+    if list(argv or []) == ["--replot"]:
+        if not hasattr(module, "chart"):
+            raise SystemExit(f"suite {name!r} has no chart(result) function to redraw from its JSON; run it again")
         from benchmarks.common import RESULTS
 
         print(f"wrote {module.chart(json.loads((RESULTS / f'{name}.json').read_text(encoding='utf-8')))}")
