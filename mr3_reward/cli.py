@@ -144,7 +144,28 @@ def build_parser() -> argparse.ArgumentParser:
         "labeling job or custom loop of the cluster (MR3Reward(pool=NAME), --pool NAME)."))
     add_serve_arguments(srv)
     srv.set_defaults(func=cmd_serve)
+
+    bench = sub.add_parser("bench", help="run a benchmark suite (python -m benchmarks NAME)", add_help=False,
+                           description="mr3 bench NAME [options]: overhead, parser, vllm, debias or pool.")
+    bench.add_argument("suite")
+    bench.add_argument("options", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
     return parser
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """The benchmark suites live in the source checkout's ``benchmarks/`` folder, not in the installed package."""
+    if (Path.cwd() / "benchmarks" / "__main__.py").is_file() and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # the `mr3` script's own folder is on sys.path, not the checkout
+    try:
+        from benchmarks.__main__ import SUITES, run_suite
+    except ImportError:
+        raise ImportError("mr3 bench runs the suites of a source checkout: run it from the repository root "
+                          "(the folder holding benchmarks/)") from None
+    if args.suite not in SUITES:
+        raise ValueError(f"unknown benchmark suite {args.suite!r}; choose one of: {', '.join(SUITES)}")
+    run_suite(args.suite, args.options)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,3 +90,21 @@ def test_pack_renders_target_language(tmp_path, pack_dir):
                     "--language-mode", "tgt-prompt-tgt-thinking", "--pack", str(pack_dir))
     assert code == 0
     assert json.loads(out.read_text(encoding="utf-8"))["judgment"]["score"] == "Assistant A"
+
+
+def test_bench_names_its_suites_and_where_it_runs(tmp_path, capsys, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)
+    assert main(["bench", "nope"]) == 2
+    assert "unknown benchmark suite 'nope'; choose one of: overhead, parser, vllm, debias, pool" in capsys.readouterr().err
+
+    # Outside a source checkout (the suites are not installed with the package): a clear error, no traceback.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != repo])
+    for name in ("benchmarks", "benchmarks.__main__"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert main(["bench", "parser"]) == 2
+    assert "run it from the repository root" in capsys.readouterr().err
