@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-import mr3_reward.cache as cache_mod
 from mr3_reward.cache import JudgmentCache, cache_key, default_cache_path
 from mr3_reward.types import Judgment, Sampling, TaskKind
 
@@ -228,49 +227,7 @@ def test_bad_arguments_raise_before_storing():
 
 # ------------------------------------------------------------------------------------------------ concurrency
 
-N_WRITERS = 4
-N_OWN = 500
-N_SHARED = 100
-BATCH = 25
-
-
-def _writer(path: str, writer: int, barrier) -> None:
-    """Runs in a spawned process: 500 own keys in batches of 25, and 100 keys every writer also writes."""
-    cache = JudgmentCache(path)
-    barrier.wait()  # all four open and write a brand-new file at the same moment
-    own = [(f"w{writer}-{i}", {"writer": writer, "i": i, "text": "x" * (i % 50)}) for i in range(N_OWN)]
-    shared = [(f"shared-{i}", {"writer": writer, "i": i, "text": "shared"}) for i in range(N_SHARED)]
-    items = own + shared
-    for start in range(0, len(items), BATCH):
-        cache.put_many(dict(items[start : start + BATCH]))
-    cache.close()
-
-
-def test_concurrent_writer_processes(tmp_path):
-    path = tmp_path / "concurrent.sqlite"
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(N_WRITERS)
-    procs = [ctx.Process(target=_writer, args=(str(path), w, barrier)) for w in range(N_WRITERS)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-    assert [p.exitcode for p in procs] == [0] * N_WRITERS
-
-    with JudgmentCache(path, memory_items=0) as fresh:
-        own_keys = [f"w{w}-{i}" for w in range(N_WRITERS) for i in range(N_OWN)]
-        shared_keys = [f"shared-{i}" for i in range(N_SHARED)]
-        found = fresh.get_many(own_keys + shared_keys)
-        assert len(found) == N_WRITERS * N_OWN + N_SHARED == 2100
-        for w in range(N_WRITERS):
-            for i in range(N_OWN):
-                assert found[f"w{w}-{i}"] == {"writer": w, "i": i, "text": "x" * (i % 50)}
-        for i in range(N_SHARED):
-            rec = found[f"shared-{i}"]
-            assert rec["i"] == i and rec["text"] == "shared" and rec["writer"] in range(N_WRITERS)
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+# 4 writer processes on one file: tests/reliability/test_persistence.py
 
 
 def test_threads_share_one_cache(tmp_path):
@@ -314,75 +271,7 @@ def test_fork_reopens_the_connection(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ corruption
 
-
-def _make_real_cache(path: Path, n: int = 2000) -> None:
-    with JudgmentCache(path) as c:
-        c.put_many({f"k{i}": {"i": i, "pad": "p" * 200} for i in range(n)})
-    assert not Path(f"{path}-wal").exists()  # last close checkpointed everything into the main file
-
-
-def _truncate_half(path: Path) -> None:
-    _make_real_cache(path)
-    with open(path, "r+b") as f:
-        f.truncate(path.stat().st_size // 2)
-
-
-def _garbage_head(path: Path) -> None:
-    _make_real_cache(path)
-    with open(path, "r+b") as f:
-        f.write(b"\xde\xad\xbe\xef" * 25)
-
-
-def _pure_garbage(path: Path) -> None:
-    path.write_bytes(os.urandom(4096) + b"definitely not sqlite" * 100)
-
-
-def _wrong_schema_version(path: Path) -> None:
-    _make_real_cache(path, n=10)
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
-
-
-def _foreign_database(path: Path) -> None:
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE judgments (id INTEGER, payload BLOB)")
-
-
-@pytest.mark.parametrize(
-    "damage", [_truncate_half, _garbage_head, _pure_garbage, _wrong_schema_version, _foreign_database]
-)
-def test_bad_file_is_moved_aside_and_replaced(tmp_path, damage):
-    path = tmp_path / "judgments.sqlite"
-    damage(path)
-    bad_bytes = path.read_bytes()
-    with pytest.warns(RuntimeWarning, match="moved it aside") as record:
-        c = JudgmentCache(path)
-        c.put("fresh", {"ok": True})  # the file is opened lazily, on first use
-    aside = sorted(tmp_path.glob("judgments.sqlite.corrupt-*"))
-    assert [p.name for p in aside if not p.name.endswith(("-wal", "-shm"))] == [aside[0].name]
-    assert aside[0].read_bytes() == bad_bytes  # moved, not modified or deleted
-    assert str(aside[0]) in str(record[0].message)
-    assert c.get("fresh") == {"ok": True}
-    assert c.get("k1") is None  # nothing of the old file leaks into the new one
-    c.close()
-    with JudgmentCache(path) as again:  # the new file is healthy: no warning, data persisted
-        assert again.get("fresh") == {"ok": True}
-    assert len(list(tmp_path.glob("judgments.sqlite.corrupt-*"))) == len(aside)
-
-
-def test_corruption_found_during_use_is_recovered(tmp_path, monkeypatch):
-    # Pretend the file is too big for the open-time quick_check: the damage is only met by a query.
-    monkeypatch.setattr(cache_mod, "QUICK_CHECK_MAX_BYTES", 0)
-    path = tmp_path / "judgments.sqlite"
-    _truncate_half(path)
-    c = JudgmentCache(path, memory_items=0)
-    with pytest.warns(RuntimeWarning, match="moved it aside"):
-        found = c.get_many([f"k{i}" for i in range(2000)])  # reaches the missing pages
-    assert len(found) < 2000
-    assert list(tmp_path.glob("judgments.sqlite.corrupt-*"))
-    c.put("fresh", {"ok": True})
-    assert c.get("fresh") == {"ok": True}
-    c.close()
+# Truncated, garbage and foreign files: tests/reliability/test_persistence.py
 
 
 def test_non_json_value_is_a_miss_and_is_deleted(tmp_path, caplog):

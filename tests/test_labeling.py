@@ -1,13 +1,8 @@
-"""`mr3 label`: strategies on the scripted backend, input errors, outputs, resume after SIGKILL, Ray, the real
-small judge and the label-then-DPO example."""
+"""`mr3 label`: strategies on the scripted backend, input errors, outputs, resume after a stop, Ray, the real
+small judge and the label-then-DPO example. Resume after SIGKILL: tests/reliability/test_persistence.py."""
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -387,106 +382,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "--column takes ROLE=COLUMN" in capsys.readouterr().err
 
 
-# The job as a user runs it, in its own process: the CLI's main() with a scripted judge (DELAY slows it down so
-# it can be killed from outside mid-shard). KILL makes the process SIGKILL itself at a chosen point:
-# item:N at its N-th judgment; replace:N[:after] before (or after) its N-th os.replace, i.e. a shard, the
-# manifest or a final output being put into place; dst:PATTERN[:after] at the os.replace onto a matching name.
-DRIVER = textwrap.dedent('''
-    import fnmatch, os, signal, sys, time
-    from mr3_reward import labeling
-    from mr3_reward.backends.fake import FakeBackend
-
-    kind, _, rest = os.environ.get("KILL", "none:0").partition(":")
-    at, _, when = rest.partition(":")
-    items, replaces = [0], [0]
-
-    def respond(prompt, sampling):
-        items[0] += 1
-        if kind == "item" and items[0] == int(at):
-            os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(float(os.environ.get("DELAY", "0")))
-        lines = prompt.user.split("\\n")
-        a = lines[lines.index("    # Assistant A") + 1].strip()
-        b = lines[lines.index("    # Assistant B") + 1].strip()
-        return \'</think>{"score": "%s"}\' % ("Assistant A" if len(a) >= len(b) else "Assistant B")
-
-    real_replace = os.replace
-
-    def replace(src, dst):
-        replaces[0] += 1
-        hit = (kind == "replace" and replaces[0] == int(at)) or (kind == "dst" and fnmatch.fnmatch(os.path.basename(dst), at))
-        print("replace", replaces[0], os.path.basename(dst), file=sys.stderr)
-        if hit and when != "after":
-            os.kill(os.getpid(), signal.SIGKILL)
-        real_replace(src, dst)
-        if hit:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    os.replace = replace
-    sys.exit(labeling.main(sys.argv[1:], backend=FakeBackend(respond)))
-''')
-
-
-@pytest.fixture
-def cli_job(tmp_path):
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER, encoding="utf-8")
-    more = [{**r, "id": r["id"] + "b", "prompt": r["prompt"] + "?"} for r in SAMPLE]
-    src = write_jsonl(tmp_path / "in.jsonl", SAMPLE + more)  # 16 rows, 76 judgments, 6 shards of 3 rows
-
-    def run(out, kill=None, delay=0.0, wait=True):
-        command = [sys.executable, str(driver), str(src), str(out), "--strategy", "tournament", "--shard-size", "3",
-                   "--chunk", "4", "--cache", f"{out}.cache.sqlite", "--quiet", "--jsonl", f"{out}.jsonl",
-                   "--parquet", f"{out}.parquet", "--dropped", f"{out}.dropped.jsonl"]
-        env = {**os.environ, "KILL": kill or "none:0", "DELAY": str(delay)}
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if not wait:
-            return proc
-        _, err = proc.communicate(timeout=120)
-        return proc.returncode, err
-
-    def outputs(out):
-        return tree_bytes(out, f"{out}.jsonl", f"{out}.parquet", f"{out}.dropped.jsonl")
-
-    return run, outputs
-
-
-def test_sigkill_at_any_point_then_resume_gives_identical_bytes(tmp_path, cli_job):
-    run, outputs = cli_job
-    code, err = run(tmp_path / "ref")
-    assert code == 0, err
-    reference = outputs(tmp_path / "ref")
-    out = tmp_path / "pairs"
-    # Shards take 18, 8, 18, 12, 14 and 6 judgments. One kill per run, each run resuming the last one's work:
-    kills = [
-        "item:10",  # mid shard 1 (its first 8 judgments are in the cache)
-        "replace:2:after",  # right after shard 2 is in place
-        "item:30",  # at the last judgment of shard 4 (shard 3 done)
-        "replace:1",  # shard 4 written to its temp file, not yet renamed
-        "dst:pairs:after",  # assembly: the dataset folder is in place, the JSONL/Parquet copies are not
-        "dst:pairs.parquet",  # assembly again: JSONL done, Parquet written, not renamed
-        "dst:manifest.json:after",  # outputs final and marked complete; the work folder still there
-    ]
-    for kill in kills:
-        code, err = run(out, kill)
-        assert code == -signal.SIGKILL, (kill, err)
-    # A second job: killed from outside at a moment nobody chose, then while deleting its work folder.
-    out2 = tmp_path / "pairs2"
-    proc = run(out2, delay=0.01, wait=False)
-    deadline = time.time() + 60
-    while not list((tmp_path / "pairs2.work").glob("shard-*.jsonl")) and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL
-    code, err = run(out2, "dst:.pairs2.work.trash-*:after")
-    assert code == -signal.SIGKILL, err
-    for target in (out, out2):
-        code, err = run(target)
-        assert code == 0, err
-        assert outputs(target) == {k.replace("ref", target.name): v for k, v in reference.items()}
-        assert not Path(f"{target}.work").exists()
-    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or ".trash-" in p.name]
+# The same job killed with SIGKILL at chosen and random points, then resumed to identical bytes:
+# tests/reliability/test_persistence.py
 
 
 # -- Ray: the same job on a local Ray cluster ------------------------------------------------------------------

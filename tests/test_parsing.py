@@ -1,21 +1,16 @@
-"""Tests for `mr3_reward.parsing`: a table of realistic judge outputs, prefix handling, fuzzing and
-pathological inputs. No model is needed."""
+"""Tests for `mr3_reward.parsing`: a table of realistic judge outputs, prefix handling and labels. No model
+is needed. The fuzzing and the pathological inputs live in tests/reliability/test_parser_fuzz.py, which
+reuses this table as its seed answers."""
 
 from __future__ import annotations
 
 import doctest
-import json
-import random
 
 import pytest
 
-from benchmarks.parser import PATHOLOGICAL
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from mr3_reward import parsing
 from mr3_reward.parsing import normalize_label, parse_judgment
-from mr3_reward.types import Failure, Judgment, Rubric
+from mr3_reward.types import Failure, Rubric
 
 PAIR = ("Assistant A", "Assistant B")
 PAIR_TIE = ("Assistant A", "Assistant B", "Tie", "Both Bad")
@@ -394,151 +389,4 @@ def test_doctests_run():
     assert result.attempted >= 5 and result.failed == 0
 
 
-# ---------------------------------------------------------------------------------------------------
-# Fuzzing: never raise, always a consistent Judgment
-
-
-def check_invariants(text: str, labels: tuple[str, ...], prefix: str = "", truncated: bool = False) -> Judgment:
-    j = parse_judgment(text, labels, prefix, truncated=truncated)
-    assert isinstance(j, Judgment)
-    assert j.score is None or j.score in labels
-    assert (j.score is None) == (j.failure is not None)
-    assert j.failure is None or j.failure in {f.value for f in Failure}
-    assert j.explanation is None or isinstance(j.explanation, str)
-    assert isinstance(j.reasoning, str)
-    assert j.raw == text
-    return j
-
-
-SEEDS = [p.values[0] for p in CASES if p.values[0]] + [
-    '</think>{"explanation": "ok", "score": "Assistant A"}',
-    "</think>{'explanation': 'ok', 'score': 'Tie'}",
-    '</think>```json\n{"score": 4}\n```',
-    "</think>score: true",
-]
-FRAGMENTS = [
-    "{", "}", "[", "]", '"', "'", ":", ",", "\\", "\\\"", "\n", " ", "</think>", "<think>", "score", '"score": ',
-    "'score': ", "explanation", "```json", "```", "null", "true", "True", "4.0", "Assistant A", "Tie", "٤", "\x00", "\ud800",
-]
-
-near_json = st.builds(
-    lambda seed, edits: apply_edits(seed, edits),
-    st.sampled_from(SEEDS),
-    st.lists(
-        st.tuples(
-            st.sampled_from(["insert", "delete", "replace", "cut"]),
-            st.floats(0, 1),
-            st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=4)),
-            st.integers(1, 12),
-        ),
-        max_size=8,
-    ),
-)
-
-
-def apply_edits(text: str, edits) -> str:
-    for kind, where, fragment, width in edits:
-        i = int(where * len(text))
-        if kind == "insert":
-            text = text[:i] + fragment + text[i:]
-        elif kind == "delete":
-            text = text[:i] + text[i + width :]
-        elif kind == "replace":
-            text = text[:i] + fragment + text[i + len(fragment) :]
-        else:  # cut: what a token limit does
-            text = text[:i]
-    return text
-
-
-prefixes = st.sampled_from(["", "<think>", FORCING, "<think>\n\n</think>\n\n"])
-FUZZ = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@settings(max_examples=10_000, **FUZZ)
-@given(st.text(), st.sampled_from(LABEL_SETS), prefixes, st.booleans())
-def test_fuzz_arbitrary_text(text, labels, prefix, truncated):
-    check_invariants(text, labels, prefix, truncated)
-
-
-@settings(max_examples=10_000, **FUZZ)
-@given(near_json, st.sampled_from(LABEL_SETS), prefixes, st.booleans())
-def test_fuzz_near_json(text, labels, prefix, truncated):
-    check_invariants(text, labels, prefix, truncated)
-
-
-@settings(max_examples=2_000, **FUZZ)
-@given(
-    st.text().filter(lambda t: "</think>" not in t),
-    st.text(alphabet=st.characters(blacklist_characters="{}sS")).filter(lambda t: "</think>" not in t),
-    st.sampled_from(PAIR),
-)
-def test_fuzz_answer_survives_any_reasoning_and_brace_free_epilogue(reasoning, epilogue, label):
-    # Whatever the model thought, and whatever brace-free prose without the word "score" follows,
-    # an answer object right after </think> is the one read.
-    answer = json.dumps({"explanation": "because", "score": label})
-    j = check_invariants(reasoning + "</think>\n" + answer + "\n" + epilogue, PAIR, "<think>")
-    assert (j.score, j.explanation) == (label, "because")
-
-
-
-@pytest.mark.slow
-def test_fuzz_big():
-    @settings(max_examples=100_000, **FUZZ)
-    @given(st.one_of(st.text(), near_json), st.sampled_from(LABEL_SETS), prefixes, st.booleans())
-    def run(text, labels, prefix, truncated):
-        check_invariants(text, labels, prefix, truncated)
-
-    run()
-
-
-# ---------------------------------------------------------------------------------------------------
-# Pathological input: correct where there is an answer, never an exception. The speed goal (under
-# 0.5 s per input) is measured by `python -m benchmarks parser`; here a generous timeout only guards
-# against a hang (a quadratic scan of 1 MB would take minutes).
-
-
-def timed(text: str, labels=PAIR, **kwargs) -> Judgment:  # speed: see benchmarks/parser.py
-    return check_invariants(text, labels, **kwargs)
-
-
-@pytest.mark.timeout(120)
-def test_200kb_explanation():
-    rng = random.Random(0)
-    words = ["the", "response", "is", "correct", "because", "it", "handles", "edge", "cases", "like", "\"empty\"", "lists,"]
-    explanation = " ".join(rng.choice(words) for _ in range(30_000))[:200_000]
-    answer = json.dumps({"explanation": explanation, "score": "Assistant B"}, ensure_ascii=False)
-    j = timed(EN_REASONING + "</think>\n" + answer)
-    assert (j.score, j.explanation) == ("Assistant B", explanation.strip())
-
-
-@pytest.mark.timeout(120)
-def test_200kb_explanation_full_of_braces_and_quotes():
-    # Enough braces and quotes to exceed the brace scanner's budget: the regex path must still read it.
-    explanation = "x{\"}' [y] " * 20_000
-    answer = json.dumps({"explanation": explanation, "score": "Assistant A"})
-    j = timed("ok</think>" + answer)
-    assert (j.score, j.explanation) == ("Assistant A", explanation.strip())
-
-
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("name", list(PATHOLOGICAL))
-def test_pathological_input_never_raises(name):
-    timed(PATHOLOGICAL[name])
-
-
-def test_deep_nesting_around_an_answer_still_finds_it():
-    j = timed("</think>" + "[" * 100_000 + '{"score": "Assistant A"}' + "]" * 100_000)
-    assert j.score == "Assistant A"
-
-
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("with_think", [False, True])
-def test_one_megabyte_of_random_text(seed, with_think):
-    rng = random.Random(seed)
-    pieces = ['{', '}', '[', ']', '"', "'", ':', ',', '\\', ' ', '\n', 'score', 'explanation', 'Assistant A', 'a', 'é', '中']
-    text = "".join(rng.choices(pieces, k=600_000))[:1_000_000]
-    if with_think:
-        text = text[: len(text) // 2] + "</think>" + text[len(text) // 2 :]
-    timed(text)
-    timed("".join(chr(c) for c in rng.choices(range(32, 0x3000), k=1_000_000)))
+# Fuzzing (10k + 10k in CI, 100k under `slow`) and pathological inputs: tests/reliability/test_parser_fuzz.py
