@@ -746,7 +746,10 @@ class Renderer:
             (a backend's ``count_tokens``, or `approx_tokens`).
         """
         full = self.render(request)
-        size = prompt_bytes(full.prompt)
+        p = full.prompt
+        if 4 * (len(p.system) + len(p.user) + len(p.prefix)) + TEMPLATE_ALLOWANCE <= max_tokens:
+            return full  # at most 4 UTF-8 bytes a character: fits without even encoding it
+        size = prompt_bytes(p)
         if size + TEMPLATE_ALLOWANCE <= max_tokens:
             return full
         responses = request.responses
