@@ -59,9 +59,12 @@ def _make_judge(args: argparse.Namespace):
 def cmd_eval(args: argparse.Namespace) -> int:
     from mr3_reward.evaluation import evaluate, load_items, markdown, write_reports
 
+    try:  # checked first: a typo here should not cost loading the data and the model
+        seeds = [int(x) for x in args.seeds.split(",")]
+    except ValueError:
+        raise ValueError(f"--seeds takes comma-separated integers, e.g. --seeds 0,1,2; got {args.seeds!r}") from None
     items = load_items(args.data, args.layout, split=args.split, limit=args.limit)
     judge = _make_judge(args)
-    seeds = [int(x) for x in args.seeds.split(",")]
     result = evaluate(judge, items, args.layout, seeds=seeds, both_orders=args.both_orders)
     paths = write_reports(result, args.out)
     print(markdown(result))

@@ -26,6 +26,8 @@ def add_judge_arguments(parser: argparse.ArgumentParser, *, cache_default: str |
     g.add_argument("--temperature", type=float)
     g.add_argument("--seed", type=int)
     g.add_argument("--max-retries", type=int, default=2, help="re-samples of failed items (default 2)")
+    g.add_argument("--max-input-tokens", type=int, help="cut responses so a prompt fits in this many tokens "
+                   "(default: the engine's context less room to generate); the judgment is flagged truncated_input")
     g.add_argument("--cache", default=cache_default,
                    help="result cache: 'default' (per-user SQLite file), a path, ':memory:' or 'none'"
                         + (f" (default {cache_default})" if cache_default else " (default: off)"))
@@ -60,7 +62,8 @@ def judge_options(args: argparse.Namespace) -> dict[str, Any]:
         backend, backend_options = JudgePool.connect(args.pool, address=args.pool_address), {}
     return dict(
         backend=backend, language_mode=args.language_mode, pack=args.pack, family=args.family,
-        max_retries=args.max_retries, backend_options=backend_options, cache=cache, **sampling,
+        max_retries=args.max_retries, backend_options=backend_options, cache=cache,
+        max_input_tokens=args.max_input_tokens, **sampling,
     )
 
 

@@ -94,6 +94,8 @@ def row_to_request(row: Any, default_task: str = "auto") -> JudgeRequest:
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value) for each non-blank line; bad JSON is raised as InputError."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"input {str(path)!r} is a folder; pass a JSONL file (one request per line)")
     if not path.is_file():
         raise InputError(f"input file {str(path)!r} does not exist")
     with open(path, encoding="utf-8") as f:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +49,7 @@ MODES: dict[str, tuple[TaskKind, ...]] = {
     "group": (TaskKind.PAIRWISE, TaskKind.PREFERENCE_STRENGTH),
 }
 PAIR_MODES = ("reference", "strength", "group")
+log = logging.getLogger("mr3_reward.reward")
 # Logical inputs read from dataset columns, and the column each is read from by default.
 COLUMNS = {"rubric": "rubric", "reference": "reference", "language": "language",
            "task_description": "task_description", "id": "id"}
@@ -181,7 +183,7 @@ class MR3Reward:
             except (TypeError, ValueError) as e:
                 problems.append(str(e))
         if fixed_rubric is not None and task_kind is not None:
-            problem = rubric_problem(fixed_rubric, mode)
+            problem = rubric_problem(fixed_rubric, _rubric_mode(mode, task_kind))
             if problem:
                 problems.append(problem)
         if pool is not None and (judge is not None or backend != "transformers" or backend_options):
@@ -263,6 +265,9 @@ class MR3Reward:
     def _rows(self, prompts: Sequence[Any], completions: Sequence[Any], kwargs: Mapping[str, Any]) -> list[dict]:
         if isinstance(prompts, (str, bytes)) or isinstance(completions, (str, bytes)):
             raise TypeError("prompts and completions must be lists (one item per completion), not single strings")
+        for name, value in (("prompts", prompts), ("completions", completions)):
+            if not isinstance(value, Sequence):
+                raise TypeError(f"{name} must be a list with one item per completion, got {type(value).__name__}")
         prompts, completions = list(prompts), list(completions)
         if len(prompts) != len(completions):
             raise ValueError(f"got {len(prompts)} prompts and {len(completions)} completions; pass one prompt "
@@ -320,6 +325,10 @@ class MR3Reward:
             elif not row["completion"].strip():
                 rewards[i] = -1.0 if self.mode == "strength" else 0.0
                 notes[i] = "empty completion: minimum reward"
+            elif (problem := self._row_rubric_problem(row.get("rubric"))) is not None:
+                # A bad rubric in one dataset row is that row's typed failure, not a crash in the middle of a step.
+                notes[i] = f"not judged: rubric column: {problem}"
+                log.warning("MR3Reward %s: row %d not judged: rubric column: %s", self.__name__, i, problem)
             else:
                 valid.append(i)
         if self.mode in ("pointwise", "binary"):
@@ -357,17 +366,21 @@ class MR3Reward:
                 return (sum(v * p for v, p in probs.items()) / total - lo) / (hi - lo)
         return (float(j.score) - lo) / (hi - lo)
 
+    def _row_rubric_problem(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        try:
+            return rubric_problem(Rubric.coerce(value), _rubric_mode(self.mode, self.task))
+        except (TypeError, ValueError) as e:
+            return str(e)
+
     def _scale(self, request: JudgeRequest) -> tuple[float, float] | None:
         """The numeric range of the rubric a pointwise request is judged on (None for other modes)."""
         if self.mode != "pointwise":
             return None
         from mr3_reward.templates import DEFAULT_LABELS
 
-        rubric = request.rubric
-        if rubric is not None:
-            problem = rubric_problem(rubric, self.mode)
-            if problem:
-                raise ValueError(f"rubric column: {problem}")
+        rubric = request.rubric  # rows with a rubric that does not fit the mode never get here (see _score)
         return numeric_scale(rubric.labels if rubric is not None else DEFAULT_LABELS[TaskKind.POINTWISE])
 
     def _pairs_verdicts(self, pairs: list[tuple[dict, str, str, str | None]]) -> list[PairVerdict]:
@@ -496,6 +509,11 @@ def _is_number(text: str) -> bool:
 def numeric_scale(labels: Sequence[str]) -> tuple[float, float]:
     values = [float(x) for x in labels]
     return min(values), max(values)
+
+
+def _rubric_mode(mode: str, task: TaskKind | None) -> str:
+    """The mode whose labels a rubric must have: a reference mode judged as preference strength needs 1..7."""
+    return "strength" if task == TaskKind.PREFERENCE_STRENGTH else mode
 
 
 def rubric_problem(rubric: Rubric, mode: str) -> str | None:

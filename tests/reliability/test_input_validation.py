@@ -114,10 +114,7 @@ CASES = {
     "reward(column length)": (lambda: reward()(["a"], ["x"], reference=["r", "s"]), ValueError, r"one value per completion \(1\)"),
     "reward(no reference column)": (lambda: reward(mode="reference")(["a"], ["x"]), KeyError,
                                     r"no 'reference' column .* map it with columns=\{'reference': '<column>'\}"),
-    "reward(pointwise rubric column)": (lambda: reward()(["a"], ["x"], rubric=[{"good": "g", "bad": "b"}]), ValueError,
-                                        r"rubric column: a pointwise rubric needs two or more numeric labels"),
-    "reward(group rubric column)": (lambda: reward(mode="group")(["a", "a"], ["x", "y"], rubric=[{"good": "g"}] * 2),
-                                    ValueError, r"pairwise rubric needs the labels 'Assistant A' and 'Assistant B'"),
+    "reward(None, None)": (lambda: reward()(None, None), TypeError, r"prompts must be a list with one item per completion"),
     "reward(language None)": (lambda: reward(language=None)(["a"], ["x"]), ValueError, r"language must be a non-empty language code"),
     "async reward(mismatched lengths)": (lambda: asyncio.run(AsyncMR3Reward(model="fake", backend="fake", cache=None)(["a", "b"], ["x"])),
                                          ValueError, r"pass one prompt per completion"),
@@ -180,6 +177,26 @@ def test_the_table_covers_every_entry_point_and_kind_of_bad_input():
     assert len(CASES) >= 80
 
 
+@pytest.mark.parametrize("mode, rubric, labels", [
+    ("pointwise", {"good": "g", "bad": "b"}, "two or more numeric labels"),
+    ("binary", {"yes": "y", "no": "n"}, "exactly the labels 'true' and 'false'"),
+    ("group", {"good": "g"}, "the labels 'Assistant A' and 'Assistant B'"),
+    ("reference", {"x": "1"}, "the labels 'Assistant A' and 'Assistant B'"),
+    ("strength", {"true": "t", "false": "f"}, "the labels '1'..'7'"),
+])
+def test_a_rubric_column_without_the_modes_labels_is_that_rows_typed_failure(mode, rubric, labels, caplog):
+    """Inside a training loop a bad row must not crash the step: its reward is None (masked by TRL), the
+    verdict column and the log say why, and the other rows are judged."""
+    logged = {}
+    r = reward(mode=mode)
+    # Three completions of one prompt, so in group mode the two good rows still have each other.
+    rewards = r(["q"] * 3, ["x", "y", "z"], rubric=[rubric, None, None], reference=["ref"] * 3,
+                log_extra=lambda k, v: logged.__setitem__(k, v))
+    assert rewards[0] is None and None not in rewards[1:]
+    assert logged["mr3_verdict"][0].startswith("not judged: rubric column: ") and labels in logged["mr3_verdict"][0]
+    assert any(labels in rec.getMessage() for rec in caplog.records if rec.name == "mr3_reward.reward")
+
+
 def test_empty_batches_are_valid_and_cost_nothing():
     backend = FakeBackend()
     assert Judge(backend=backend).judge([]) == []
@@ -206,6 +223,11 @@ CLI = {
     "judge: retries -1": (["judge", "--input", "{good}", "--output", "{tmp}/o.jsonl", "--max-retries", "-1"], "max_retries must be an integer >= 0"),
     "judge: openai without url": (["judge", "--input", "{good}", "--output", "{tmp}/o.jsonl", "--backend", "openai"],
                                   "--backend openai needs --base-url"),
+    "judge: a folder": (["judge", "--input", "{tmp}", "--output", "{tmp}/o.jsonl"], "is a folder; pass a JSONL file"),
+    "judge: max input tokens 0": (["judge", "--input", "{good}", "--output", "{tmp}/o.jsonl", "--max-input-tokens", "0"],
+                                  "max_input_tokens must be a positive integer"),
+    "eval: seeds not integers": (["eval", "--data", "{good}", "--layout", "m-reward-bench", "--seeds", "a,b"],
+                                 "--seeds takes comma-separated integers, e.g. --seeds 0,1,2"),
     "judge: missing pack": (["judge", "--input", "{good}", "--output", "{tmp}/o.jsonl", "--pack", "{tmp}/nopack"],
                             "pass the folder that holds the \\*_translated_templates.json files"),
     "label: missing file": (["label", "{tmp}/nope.jsonl", "{tmp}/out"], "does not exist"),
