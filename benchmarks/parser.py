@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks parser
 
-The same inputs are parsed for correctness (never an exception) in tests/test_parsing.py; the time
+The same inputs are parsed for correctness (never an exception) in tests/reliability/test_parser_fuzz.py; the time
 goal lives here, measured in one run, because a timed assertion in a test flakes on a loaded machine.
 Writes ``benchmarks/results/parser.json`` and ``parser.png`` (every input's time against the goal).
 """
