@@ -149,3 +149,14 @@ def test_grpo_step_with_a_pool_of_two_smollm2_replicas(make_pool, tmp_path):
     status = pool.status()
     assert [r["served"] > 0 for r in status["replicas"]] == [True, True]
     assert status["clients"]["engine_items"] >= 1
+
+
+def test_a_judge_on_a_pool_fits_inputs_to_the_replicas_context():
+    """No Ray needed: the client reads the context from the pool's config (``max_model_len`` option)."""
+    pool = JudgePool("ctx")
+    pool._controller = object()  # as if connected
+    pool._config = PoolConfig(model="m", engine="vllm", backend_options={"max_model_len": 4096})
+    assert pool.max_model_len == 4096
+    assert Judge(backend=pool, max_tokens=1024).input_limit == 4096 - 1024
+    pool._config = PoolConfig(model="m", engine="vllm")
+    assert pool.max_model_len is None

@@ -589,6 +589,13 @@ class JudgePool:
     def revision(self) -> str | None:
         return self.config.backend_options.get("revision")
 
+    @property
+    def max_model_len(self) -> int | None:
+        """The replicas' context when the pool was given one (``--backend-option max_model_len=...``), so
+        `Judge` fits long inputs to it; None leaves `Judge` its default input limit."""
+        value = self.config.backend_options.get("max_model_len")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
     # -- the Backend contract ---------------------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """One `Generation` per request, in order. Never raises for a replica's fault: items that could not be
