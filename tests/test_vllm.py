@@ -447,10 +447,18 @@ class TestInProcessEngine:
         judge = Judge("smollm2-135m", backend=engine, max_tokens=8, max_retries=0)
         long = JudgeRequest(task="binary", prompt="word " * (MAX_MODEL_LEN + 100), responses=("4",))
         short = JudgeRequest(task="binary", prompt="2+2?", responses=("4",))
+        # The judge counts with the engine's tokenizer and sees that even empty responses cannot make the
+        # prompt fit: a typed failure before any engine call.
         too_long, fine = judge.judge([long, short])
-        assert too_long.failure == Failure.ENGINE_ERROR.value
-        assert f"context of {MAX_MODEL_LEN} tokens" in too_long.meta["error"] and "max_model_len" in too_long.meta["error"]
+        assert too_long.failure == Failure.INPUT_TOO_LONG.value
         assert fine.failure != Failure.ENGINE_ERROR.value and fine.completion_tokens > 0
+        # Sent to the engine anyway, it fails alone as an engine error that names the limit.
+        rendered = Judge("smollm2-135m", backend="fake").render(long)
+        gens = engine.generate([GenerationRequest(rendered.prompt, Sampling(max_tokens=8)),
+                                GenerationRequest(judge.render(short).prompt, Sampling(max_tokens=8))])
+        assert gens[0].finish_reason == "error"
+        assert f"context of {MAX_MODEL_LEN} tokens" in gens[0].error and "max_model_len" in gens[0].error
+        assert gens[1].finish_reason != "error" and gens[1].completion_tokens > 0
 
     def test_label_logprobs_at_the_generated_verdict(self, engine):
         judge = Judge("smollm2-135m", backend="fake")
