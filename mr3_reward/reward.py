@@ -425,6 +425,10 @@ class MR3Reward:
                              default=str)
             groups.setdefault(key, []).append(i)
         valid_set = set(valid)
+        # Rows that play: judged ones, and empty completions (which lose to any real one). Text that could
+        # not be read, or a row whose rubric does not fit the mode, plays no match and keeps its None.
+        playing = valid_set | {i for i, row in enumerate(rows)
+                               if row["completion"] is not None and not row["completion"].strip()}
         pairs: list[tuple[int, int]] = []
         for members in groups.values():
             pairs += pair_schedule(members, self.group_opponents)
@@ -433,8 +437,7 @@ class MR3Reward:
         for a, b in pairs:
             ca, cb = rows[a]["completion"], rows[b]["completion"]
             if a not in valid_set or b not in valid_set:
-                # An empty completion loses to a real one; text that could not be read plays no match.
-                if ca is not None and cb is not None:
+                if a in playing and b in playing:
                     pa = 0.5 if (a in valid_set) == (b in valid_set) else (1.0 if a in valid_set else 0.0)
                     scores[a].append(pa)
                     scores[b].append(1 - pa)
@@ -451,7 +454,7 @@ class MR3Reward:
                 scores[a].append(v.p_first)
                 scores[b].append(1 - v.p_first)
         for i in range(len(rows)):
-            if rows[i]["completion"] is None:
+            if i not in playing:
                 continue
             if scores[i]:
                 rewards[i] = self._pair_reward(sum(scores[i]) / len(scores[i]))

@@ -195,6 +195,9 @@ def test_a_rubric_column_without_the_modes_labels_is_that_rows_typed_failure(mod
     assert rewards[0] is None and None not in rewards[1:]
     assert logged["mr3_verdict"][0].startswith("not judged: rubric column: ") and labels in logged["mr3_verdict"][0]
     assert any(labels in rec.getMessage() for rec in caplog.records if rec.name == "mr3_reward.reward")
+    # Every row of the batch with the same bad rubric: no made-up reward for any of them (in group mode
+    # they would otherwise all "tie" with each other).
+    assert r(["q"] * 3, ["x", "y", "z"], rubric=[rubric] * 3, reference=["ref"] * 3) == [None] * 3
 
 
 def test_empty_batches_are_valid_and_cost_nothing():
