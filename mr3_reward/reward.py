@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -115,6 +116,11 @@ class MR3Reward:
     on_disagree (`str`): ``"tie"``, ``"mean"`` or ``"first"`` when the two orders disagree.
     soft (`bool`): use the engine's label probabilities where it reports them (hard verdicts otherwise).
     group_opponents (`int`, *optional*): in group mode, compare each completion with k others only.
+    group_size (`int`, *optional*): with ``pool=`` in group mode, the number of completions per prompt
+        (GRPO's ``num_generations``): ranks that hold parts of one group gather it through the pool and it is
+        judged once, whole (`mr3_reward.groups`). rank (`int`, *optional*): this process's rank (default:
+        the ``RANK`` environment variable). group_timeout_s (`float`): how long to wait for a group's other
+        parts before judging the part held here.
     columns (`dict`, *optional*): read a logical input from another column, e.g. ``{"reference": "answer"}``.
     name (`str`): the reward's name in TRL logs (``rewards/<name>/mean``) and the completions table.
     max_tokens etc.: any `Sampling` field overrides the mR3 default.
@@ -144,6 +150,9 @@ class MR3Reward:
         on_disagree: str = "tie",
         soft: bool = False,
         group_opponents: int | None = None,
+        group_size: int | None = None,
+        rank: int | None = None,
+        group_timeout_s: float = 120.0,
         columns: Mapping[str, str] | None = None,
         name: str = "mr3",
         max_retries: int = 2,
@@ -173,6 +182,12 @@ class MR3Reward:
             problems.append(f"on_disagree must be one of {ON_DISAGREE}, got {on_disagree!r}")
         if group_opponents is not None and (mode != "group" or not isinstance(group_opponents, int) or group_opponents < 1):
             problems.append("group_opponents must be a positive int and needs mode='group'")
+        if group_size is not None and (mode != "group" or pool is None or isinstance(group_size, bool)
+                                       or not isinstance(group_size, int) or group_size < 2):
+            problems.append("group_size (completions per prompt, e.g. GRPO's num_generations) must be an int >= 2 "
+                            "and needs mode='group' and pool=... (the ranks meet through the pool)")
+        if not isinstance(group_timeout_s, (int, float)) or group_timeout_s <= 0:
+            problems.append(f"group_timeout_s must be > 0 seconds, got {group_timeout_s!r}")
         unknown = sorted(set(columns or {}) - set(COLUMNS))
         if unknown:
             problems.append(f"unknown column role(s) {unknown} in columns=; known: {', '.join(COLUMNS)}")
@@ -209,6 +224,13 @@ class MR3Reward:
         self.on_disagree = on_disagree
         self.soft = soft
         self.group_opponents = group_opponents
+        self.group_size = group_size
+        self.group_timeout_s = float(group_timeout_s)
+        rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+        self._part = f"{rank:06d}-{os.getpid()}"  # unique per process, and ordered by rank
+        self._board: Any = None
+        self._step = 0
+        self._calls = 0
         self.columns = {**COLUMNS, **(columns or {})}
         self.__name__ = name
         self._explicit_columns = set(columns or {})
@@ -252,6 +274,11 @@ class MR3Reward:
         """
         start = time.perf_counter()
         rows = self._rows(prompts, completions, kwargs)
+        state = kwargs.get("trainer_state")
+        # Which generation batch this is: ranks must agree on it to meet on a group (TRL's global step).
+        self._step = getattr(state, "global_step", None) if state is not None else None
+        self._step = self._calls if self._step is None else self._step
+        self._calls += 1
         rewards, notes, judgments, verdicts = self._score(rows)
         self._log(kwargs, rewards, notes, judgments, verdicts, time.perf_counter() - start)
         return rewards
@@ -419,11 +446,14 @@ class MR3Reward:
         return 2 * p - 1 if self.mode == "strength" else p
 
     def _score_group(self, rows, valid, rewards, notes):
+        if self.group_size is not None:
+            return self._score_group_across_ranks(rows, valid, rewards, notes)
+        return self._score_group_here(rows, valid, rewards, notes)
+
+    def _score_group_here(self, rows, valid, rewards, notes):
         groups: dict[str, list[int]] = {}
         for i in range(len(rows)):
-            key = json.dumps([rows[i]["prompt"], rows[i].get("reference"), rows[i].get("rubric")], sort_keys=True,
-                             default=str)
-            groups.setdefault(key, []).append(i)
+            groups.setdefault(_group_key(rows[i]), []).append(i)
         valid_set = set(valid)
         # Rows that play: judged ones, and empty completions (which lose to any real one). Text that could
         # not be read, or a row whose rubric does not fit the mode, plays no match and keeps its None.
@@ -463,6 +493,69 @@ class MR3Reward:
                 alone = all(i not in pair for pair in pairs)
                 notes[i] = ("not judged: no other completion of this prompt in the batch" if alone
                             else "not judged: every comparison failed")
+        return rewards, notes, judgments, verdicts
+
+    def _score_group_across_ranks(self, rows, valid, rewards, notes):
+        """Group mode with ``group_size``: post each group's rows here to the pool's board, judge the groups
+        this rank leads (whole) or could not complete (the part held here), take the others' results."""
+        import ray
+
+        from mr3_reward.groups import board
+
+        if self._board is None:
+            self._board = board(self.judge.backend.name)
+        valid_set = set(valid)
+        local: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            local.setdefault(_group_key(row), []).append(i)
+        key = {g: f"{self._step}:{hashlib.sha256(g.encode('utf-8')).hexdigest()[:24]}" for g in local}
+        posted = {g: [dict(rows[i], valid=i in valid_set, reward=rewards[i], note=notes[i]) for i in idx]
+                  for g, idx in local.items()}
+        ray.get([self._board.offer.remote(key[g], self._part, posted[g], self.group_size) for g in local])
+        gathered = ray.get([self._board.gather.remote(key[g], self.group_timeout_s) for g in local])
+
+        # Everything judged here (groups led here, and incomplete groups) goes to the judge in one call.
+        batch: list[dict] = []
+        spans = []  # (group, {part: (start, count)})
+        follow = []
+        for g, parts in zip(local, gathered):
+            if parts is None:
+                log.warning("MR3Reward %s: group %s has fewer than %d completions after %g s; judging the %d held "
+                            "here", self.__name__, key[g], self.group_size, self.group_timeout_s, len(local[g]))
+                parts = {self._part: posted[g]}
+            elif min(parts) != self._part:
+                follow.append(g)
+                continue
+            offsets = {}
+            for part in sorted(parts):
+                offsets[part] = (len(batch), len(parts[part]))
+                batch += parts[part]
+            spans.append((g, offsets))
+        sub_rewards = [r["reward"] for r in batch]
+        sub_notes = [r["note"] for r in batch]
+        judgments: list[Judgment] = []
+        verdicts: list[PairVerdict] = []
+        if batch:
+            _, _, judgments, verdicts = self._score_group_here(
+                batch, [k for k, r in enumerate(batch) if r["valid"]], sub_rewards, sub_notes)
+        for g, offsets in spans:
+            # Published even for a part judged alone after a timeout: a rank whose part arrived too late then
+            # finds a result without its part (its rows stay None, with a note) instead of waiting.
+            self._board.publish.remote(key[g], {p: (sub_rewards[s:s + n], sub_notes[s:s + n])
+                                                for p, (s, n) in offsets.items()}, self._part)
+            s, n = offsets[self._part]
+            for i, k in zip(local[g], range(s, s + n)):
+                rewards[i], notes[i] = sub_rewards[k], sub_notes[k]
+        for g in follow:
+            result = ray.get(self._board.fetch.remote(key[g], self._part, 10 * self.group_timeout_s))
+            if result is None:
+                log.warning("MR3Reward %s: no result for group %s from its leader", self.__name__, key[g])
+                for i in local[g]:
+                    if i in valid_set:
+                        notes[i] = "not judged: the rank leading this group published no result"
+                continue
+            for i, r, note in zip(local[g], *result):
+                rewards[i], notes[i] = r, note
         return rewards, notes, judgments, verdicts
 
     # -- logging ----------------------------------------------------------------------------------------
@@ -512,6 +605,11 @@ def _is_number(text: str) -> bool:
 def numeric_scale(labels: Sequence[str]) -> tuple[float, float]:
     values = [float(x) for x in labels]
     return min(values), max(values)
+
+
+def _group_key(row: Mapping[str, Any]) -> str:
+    """Completions of one prompt (same reference and rubric) form a group."""
+    return json.dumps([row["prompt"], row.get("reference"), row.get("rubric")], sort_keys=True, default=str)
 
 
 def _rubric_mode(mode: str, task: TaskKind | None) -> str:

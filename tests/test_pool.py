@@ -1,7 +1,11 @@
 """The Ray judge pool on a real local Ray instance: routing, backpressure, scaling, connection by name,
 start-up errors, and a TRL GRPO step whose reward judges through the pool."""
 
+import json
+import os
 import pickle
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -160,3 +164,55 @@ def test_a_judge_on_a_pool_fits_inputs_to_the_replicas_context():
     assert Judge(backend=pool, max_tokens=1024).input_limit == 4096 - 1024
     pool._config = PoolConfig(model="m", engine="vllm")
     assert pool.max_model_len is None
+
+
+def test_group_mode_across_ranks_judges_each_group_once_and_whole(make_pool):
+    """Two ranks (processes with RANK=0 and 1) each hold 2 of the 4 completions of two prompts, as TRL's
+    sampler can split a GRPO group. With group_size=4 they meet through the pool, each group is judged once,
+    whole, and every rank gets the rewards a single process holding the whole batch would get."""
+    from mr3_reward.backends.testing import longer_wins
+
+    make_pool("groups", backend_options={"respond": longer_wins})
+    prompts = ["p1"] * 4 + ["p2"] * 4
+    completions = ["a", "bbbb", "cc", "ddddddd", "e", "fff", "gggggg", "hh"]
+    whole = MR3Reward(pool="groups", mode="group", cache=None)(prompts, completions)
+    assert sorted(whole[:4]) == [0.0, 1 / 3, 2 / 3, 1.0]  # a real ranking, not ties
+
+    served_before = sum(r["served"] for r in JudgePool.connect("groups").status()["replicas"])
+    halves = {0: [0, 1, 4, 5], 1: [2, 3, 6, 7]}  # rank 0 holds 2 of each group, rank 1 the other 2
+    script = (
+        "import json, sys, ray\n"
+        "from mr3_reward.reward import MR3Reward\n"
+        "ray.init(address='auto', log_to_driver=False)\n"
+        "prompts, completions = json.loads(sys.argv[1])\n"
+        "reward = MR3Reward(pool='groups', mode='group', cache=None, group_size=4, group_timeout_s=120)\n"
+        "print(json.dumps(reward(prompts, completions)))\n"
+    )
+    ranks = {k: subprocess.Popen([sys.executable, "-c", script,
+                                  json.dumps([[prompts[i] for i in idx], [completions[i] for i in idx]])],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ, "RANK": str(k), "RAY_ADDRESS": "auto"})
+             for k, idx in halves.items()}
+    out = {}
+    for k, proc in ranks.items():
+        stdout, stderr = proc.communicate(timeout=240)
+        assert proc.returncode == 0, stderr[-2000:]
+        out[k] = json.loads(stdout.strip().splitlines()[-1])
+    split = [None] * 8
+    for k, idx in halves.items():
+        for i, r in zip(idx, out[k]):
+            split[i] = r
+    assert split == whole
+    served = sum(r["served"] for r in JudgePool.connect("groups").status()["replicas"]) - served_before
+    assert served == 2 * 6 * 2  # 2 groups x 6 pairs x both orders: judged once, not once per rank
+
+
+def test_an_incomplete_group_is_judged_with_the_part_held_here(make_pool, caplog):
+    from mr3_reward.backends.testing import longer_wins
+
+    make_pool("lonely", backend_options={"respond": longer_wins})
+    reward = MR3Reward(pool="lonely", mode="group", cache=None, group_size=4, rank=0, group_timeout_s=1)
+    assert reward(["p"] * 2, ["short", "much longer"]) == [0.0, 1.0]
+    assert any("fewer than 4 completions after 1 s" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="group_size .* needs mode='group' and pool="):
+        MR3Reward(model="fake", backend="fake", mode="group", group_size=4)

@@ -725,6 +725,10 @@ class JudgePool:
         handle = self._handle()
         ray.get(handle.shutdown.remote())
         ray.kill(handle, no_restart=True)
+        try:  # the group board of `MR3Reward(group_size=...)`, if any rank made one
+            ray.kill(ray.get_actor(f"{self.name}-groups", namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            pass
         self._controller = None
 
 

@@ -29,6 +29,16 @@ def echo_verdict(prompt: ChatPrompt, sampling: Sampling) -> str:
     return first_label_verdict(prompt, sampling).replace('"explanation": "fake"', f'"explanation": "{digest}"')
 
 
+def longer_wins(prompt: ChatPrompt, sampling: Sampling) -> str:
+    """A pairwise verdict for the longer of the two responses ("Assistant A" on a tie), so group rewards
+    depend on the completions and on their order in the prompt, as a real judge's do."""
+    parts = re.split(r"^[ \t]*# Assistant [AB][ \t]*$", prompt.user, flags=re.M)
+    a = parts[1].split("# Your Response")[0].strip() if len(parts) > 2 else ""
+    b = parts[2].split("# Your Response")[0].strip() if len(parts) > 2 else ""
+    winner = "Assistant B" if len(b) > len(a) else "Assistant A"
+    return f'Compared lengths.</think>\n{{"explanation": "longer", "score": "{winner}"}}'
+
+
 def replica_index() -> int | None:
     """The pool replica this process serves (from its Ray actor name), or None outside a replica."""
     try:
