@@ -30,11 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pool", default="mr3-judges", help="the pool's name (mr3 serve --name)")
     ap.add_argument("--mode", default="binary", help="MR3Reward mode (the demo data has a reference column)")
+    ap.add_argument("--group-size", type=int, default=None,
+                    help="group mode: GRPO's num_generations, so groups split between ranks are judged whole")
     ap.add_argument("--output-dir", default=None)
     args = ap.parse_args(argv)
 
     # The whole judge configuration lives in the pool; the reward only chooses the task and the cache.
-    reward = MR3Reward(pool=args.pool, mode=args.mode, cache="default", max_tokens=4096)
+    reward = MR3Reward(pool=args.pool, mode=args.mode, group_size=args.group_size, cache="default", max_tokens=4096)
     trainer, reward = _demo().main(output_dir=args.output_dir, reward=reward)
     print("rewards:", list(trainer._logs["rewards"][reward.__name__]))
     print("pool:", {k: v for k, v in reward.judge.backend.stats.items() if v})
