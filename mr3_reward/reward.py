@@ -274,10 +274,9 @@ class MR3Reward:
         """
         start = time.perf_counter()
         rows = self._rows(prompts, completions, kwargs)
-        state = kwargs.get("trainer_state")
         # Which generation batch this is: ranks must agree on it to meet on a group (TRL's global step).
-        self._step = getattr(state, "global_step", None) if state is not None else None
-        self._step = self._calls if self._step is None else self._step
+        step = getattr(kwargs.get("trainer_state"), "global_step", None)
+        self._step = self._calls if step is None else step
         self._calls += 1
         rewards, notes, judgments, verdicts = self._score(rows)
         self._log(kwargs, rewards, notes, judgments, verdicts, time.perf_counter() - start)
