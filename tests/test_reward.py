@@ -244,6 +244,5 @@ def test_async_forms():
 def test_the_readme_imports_work():
     import mr3_reward
     from mr3_reward.judge import Judge
-    from mr3_reward.reward import AsyncMR3Reward
 
     assert (mr3_reward.MR3Reward, mr3_reward.AsyncMR3Reward, mr3_reward.Judge) == (MR3Reward, AsyncMR3Reward, Judge)
