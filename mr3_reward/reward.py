@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from mr3_reward.backends.base import Backend
+from mr3_reward.backends.ray_pool import JudgePool  # Ray itself is imported only when a pool is used
 from mr3_reward.cache import JudgmentCache
 from mr3_reward.debias import DEBIAS, ON_DISAGREE, PairVerdict, combine, consistency, pair_schedule, swapped
 from mr3_reward.judge import DEFAULT_MODEL, Judge
@@ -89,7 +90,7 @@ def text_of_completion(completion: Any) -> str | None:
 def _rebuildable(backend: Any) -> bool:
     """A backend named by a string, or a pool client (it reconnects by name), is rebuilt after unpickling
     instead of pickling a loaded model."""
-    return isinstance(backend, str) or type(backend).__name__ == "JudgePool"
+    return isinstance(backend, (str, JudgePool))
 
 
 def stable_prompt_id(text: str) -> str:
@@ -136,7 +137,7 @@ class MR3Reward:
         *,
         judge: Judge | None = None,
         backend: str | Backend = "transformers",
-        pool: str | Any | None = None,
+        pool: str | JudgePool | None = None,
         mode: str = "pointwise",
         task: str | TaskKind | None = None,
         rubric: Rubric | Mapping[str, str] | str | None = None,
@@ -235,8 +236,6 @@ class MR3Reward:
         self.__name__ = name
         self._explicit_columns = set(columns or {})
         if pool is not None:
-            from mr3_reward.backends.ray_pool import JudgePool
-
             backend = pool if isinstance(pool, JudgePool) else JudgePool.connect(pool)
         if judge is None:
             self._judge_args: dict[str, Any] | None = dict(

@@ -93,14 +93,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _serve_foreground(pool: JudgePool) -> None:
     """Keep the local Ray instance alive until Ctrl-C, SIGTERM, or the pool is stopped from elsewhere."""
+    import ray
+
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(True))
     while not stop:
         time.sleep(0.5)
         try:
-            import ray
-
             ray.get_actor(pool.name, namespace=NAMESPACE)
         except ValueError:  # stopped with `mr3 serve stop`
             return

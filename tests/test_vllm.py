@@ -25,7 +25,6 @@ import math
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -36,6 +35,7 @@ from mr3_reward.backends.openai import OpenAIBackend
 from mr3_reward.judge import Judge, judgment_from_generation, make_backend
 from mr3_reward.records import read_requests
 from mr3_reward.types import Failure, JudgeRequest, Sampling
+from tests.openai_stub import StubServer, completion
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "data" / "multilingual_sample.jsonl"
@@ -152,75 +152,6 @@ class _WordTokenizer:
         return {"input_ids": list(range(len(text.split())))}
 
 
-def _completion(text="ok</think>{\"score\": \"true\"}", finish="stop", model="judge"):
-    return {
-        "id": "cmpl-1", "object": "text_completion", "created": 0, "model": model,
-        "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-    }
-
-
-class _StubServer:
-    """An OpenAI-compatible stub: ``script(n, body, headers) -> (status, payload, delay_s)`` per request."""
-
-    def __init__(self, script, models=None):
-        self.script = script
-        self.models = models  # the /models listing, or None for 404
-        self.requests: list[dict] = []
-        self.headers: list[dict] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self._lock = threading.Lock()
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                if self.path.endswith("/models") and stub.models is not None:
-                    self._send(200, {"object": "list", "data": stub.models})
-                else:
-                    self._send(404, {"error": {"message": "not found"}})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with stub._lock:
-                    n = len(stub.requests)
-                    stub.requests.append(body)
-                    stub.headers.append({k.lower(): v for k, v in self.headers.items()})
-                    stub.in_flight += 1
-                    stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
-                try:
-                    status, payload, delay = stub.script(n, body, stub.headers[n])
-                    time.sleep(delay)
-                    self._send(status, payload)
-                finally:
-                    with stub._lock:
-                        stub.in_flight -= 1
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def _backend(url, **kw):
     kw.setdefault("backoff_s", 0.01)
     return OpenAIBackend("judge", url, tokenizer=_WordTokenizer(), **kw)
@@ -232,9 +163,9 @@ def _req(sampling=Sampling(max_tokens=32), user="Is 2+2=4?"):
 
 def test_openai_retries_5xx_with_backoff_then_succeeds():
     def script(n, body, headers):
-        return (500, {"error": {"message": "engine overloaded"}}, 0) if n < 2 else (200, _completion(), 0)
+        return (500, {"error": {"message": "engine overloaded"}}, 0) if n < 2 else (200, completion(), 0)
 
-    with _StubServer(script) as server:
+    with StubServer(script) as server:
         [gen] = _backend(server.url, max_retries=3).generate([_req()])
     assert gen.finish_reason == "stop" and gen.text.endswith('"true"}')
     assert (gen.prompt_tokens, gen.completion_tokens) == (11, 7)  # from the server's usage
@@ -242,7 +173,7 @@ def test_openai_retries_5xx_with_backoff_then_succeeds():
 
 
 def test_openai_5xx_every_time_is_a_typed_failure_after_the_retries():
-    with _StubServer(lambda n, b, h: (503, {"error": {"message": "down for maintenance"}}, 0)) as server:
+    with StubServer(lambda n, b, h: (503, {"error": {"message": "down for maintenance"}}, 0)) as server:
         judge = Judge("judge", backend=_backend(server.url, max_retries=2), max_retries=0)
         [j] = judge.judge([JudgeRequest(task="binary", prompt="2+2?", responses=("4",))])
     assert j.failure == Failure.ENGINE_ERROR.value and j.score is None
@@ -257,7 +188,7 @@ def test_openai_4xx_is_not_retried_and_names_the_fix():
         return 400, {"error": {"message": "This model's maximum context length is 2048 tokens. However, your "
                                           "prompt contains at least 2049 input tokens (parameter=input_tokens)"}}, 0
 
-    with _StubServer(script) as server:
+    with StubServer(script) as server:
         unknown = OpenAIBackend("no-such-model", server.url, tokenizer=_WordTokenizer(), backoff_s=0.01)
         [gen] = unknown.generate([_req()])
         assert gen.finish_reason == "error" and "HTTP 404" in gen.error
@@ -280,7 +211,7 @@ def test_openai_unreachable_server_is_a_typed_engine_error_naming_the_url():
 
 
 def test_openai_timeout_is_reported_with_the_setting_to_change():
-    with _StubServer(lambda n, b, h: (200, _completion(), 2.0)) as server:
+    with StubServer(lambda n, b, h: (200, completion(), 2.0)) as server:
         [gen] = _backend(server.url, timeout_s=0.3, max_retries=0).generate([_req()])
     assert gen.finish_reason == "error" and "timeout_s=0.3" in gen.error
 
@@ -293,7 +224,7 @@ def test_openai_api_key_never_appears_in_errors_or_repr(monkeypatch):
         auth = headers.get("authorization", "")
         return (401 if n == 0 else 500), {"error": {"message": f"bad credentials: {auth}"}}, 0
 
-    with _StubServer(script) as server:
+    with StubServer(script) as server:
         backend = _backend(server.url, api_key_env="MR3_TEST_KEY", max_retries=1)
         [unauthorized] = backend.generate([_req()])
         [server_error] = backend.generate([_req()])
@@ -304,7 +235,7 @@ def test_openai_api_key_never_appears_in_errors_or_repr(monkeypatch):
 
 
 def test_openai_sends_every_request_at_once_up_to_the_concurrency_limit():
-    with _StubServer(lambda n, b, h: (200, _completion(), 0.2)) as server:
+    with StubServer(lambda n, b, h: (200, completion(), 0.2)) as server:
         backend = _backend(server.url, max_concurrency=4)
         started = time.perf_counter()
         gens = backend.generate([_req(user=f"q{i}") for i in range(12)])
@@ -316,7 +247,7 @@ def test_openai_sends_every_request_at_once_up_to_the_concurrency_limit():
 
 def test_openai_request_fields_context_cap_and_length():
     models = [{"id": "judge", "object": "model", "max_model_len": 64}]
-    with _StubServer(lambda n, b, h: (200, _completion("partial reasoning", finish="length"), 0), models) as server:
+    with StubServer(lambda n, b, h: (200, completion("partial reasoning", finish="length"), 0), models) as server:
         backend = _backend(server.url)
         long_prompt = _req(user="word " * 80)  # more words than the 64-token context
         short = _req(Sampling(temperature=0.6, top_p=0.9, top_k=20, min_p=0.05, max_tokens=16384, seed=7))
@@ -333,7 +264,7 @@ def test_openai_request_fields_context_cap_and_length():
 
 
 def test_openai_generate_works_inside_a_running_event_loop_and_agenerate_is_native():
-    with _StubServer(lambda n, b, h: (200, _completion(), 0)) as server:
+    with StubServer(lambda n, b, h: (200, completion(), 0)) as server:
         backend = _backend(server.url)
 
         async def caller():
@@ -346,7 +277,7 @@ def test_openai_generate_works_inside_a_running_event_loop_and_agenerate_is_nati
 
 
 def test_openai_malformed_answer_and_bad_options():
-    with _StubServer(lambda n, b, h: (200, {"unexpected": True}, 0)) as server:
+    with StubServer(lambda n, b, h: (200, {"unexpected": True}, 0)) as server:
         [gen] = _backend(server.url).generate([_req()])
     assert gen.finish_reason == "error" and server.url in gen.error
     with pytest.raises(ValueError) as info:

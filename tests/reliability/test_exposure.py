@@ -18,8 +18,6 @@ import json
 import logging
 import socket
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -30,6 +28,7 @@ from mr3_reward.cli import main as mr3
 from mr3_reward.judge import Judge
 from mr3_reward.reward import MR3Reward
 from mr3_reward.types import Failure, JudgeRequest
+from tests.openai_stub import StubServer, completion
 
 SECRET = "sk-mr3-test-7f3a9c1e-DO-NOT-LEAK"
 LOOPBACK_HEX = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it (little-endian)
@@ -103,56 +102,25 @@ def test_the_started_server_process_listens_on_loopback_only(monkeypatch):
 # The API key
 
 
-def completion(text='Checked.</think>{"explanation": "right", "score": "true"}'):
-    return {"id": "c", "object": "text_completion", "created": 0, "model": "judge",
-            "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
-            "usage": {"prompt_tokens": 50, "completion_tokens": 9, "total_tokens": 59}}
+ANSWER = 'Checked.</think>{"explanation": "right", "score": "true"}'
 
 
-class EchoingServer:
+def echoing_server(plan) -> StubServer:
     """An OpenAI-compatible server on 127.0.0.1 that puts the Authorization header it got into its errors.
     ``plan(n, body)`` picks the answer to the n-th completion request: "401", "403", "500", "400" or "ok"."""
 
-    def __init__(self, plan):
-        self.plan, self.auth, self.lock = plan, [], threading.Lock()
-        outer = self
+    def script(n, body, headers):
+        auth = headers.get("authorization", "")
+        kind = plan(n, body)
+        if kind == "ok":
+            return 200, completion(ANSWER), 0
+        return int(kind), {"error": {"message": f"request {n} refused; credentials were {auth!r} "
+                                                f"(key {auth.removeprefix('Bearer ')})"}}, 0
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+    def on_get(headers):  # /models: echo the key in an error here too
+        return 404, {"error": {"message": f"no listing for {headers.get('authorization')}"}}
 
-            def reply(self, status, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):  # /models: echo the key in an error here too
-                self.reply(404, {"error": {"message": f"no listing for {self.headers.get('Authorization')}"}})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                auth = self.headers.get("Authorization", "")
-                with outer.lock:
-                    n = len(outer.auth)
-                    outer.auth.append(auth)
-                kind = outer.plan(n, body)
-                if kind == "ok":
-                    self.reply(200, completion())
-                else:
-                    self.reply(int(kind), {"error": {"message": f"request {n} refused; credentials were {auth!r} "
-                                                                f"(key {auth.removeprefix('Bearer ')})"}})
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    return StubServer(script, on_get=on_get).start()
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +154,7 @@ def test_the_api_key_never_shows_in_errors_logs_judgments_or_the_cache(tmp_path,
     # Requests 0-4 meet every kind of error that echoes the key (the 500 twice, past the backend's retry);
     # after that every fourth is a 500 that the retry gets past.
     plan = lambda n, body: ("401", "403", "400", "500", "500")[n] if n < 5 else ("500" if n % 4 == 0 else "ok")
-    server = EchoingServer(plan)
+    server = echoing_server(plan)
     try:
         backend = OpenAIBackend("judge", server.url, tokenizer=tokenizer, api_key_env="MR3_TEST_KEY",
                                 max_retries=1, backoff_s=0.01, max_concurrency=1)
@@ -221,7 +189,7 @@ def test_the_api_key_never_shows_in_errors_logs_judgments_or_the_cache(tmp_path,
 @pytest.mark.timeout(120)
 def test_the_api_key_never_shows_in_the_mr3_judge_output(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    server = EchoingServer(lambda n, body: "401" if "0+0" in body["prompt"] else "ok")
+    server = echoing_server(lambda n, body: "401" if "0+0" in body["prompt"] else "ok")
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps({"id": f"r{i}", "prompt": f"Is {i}+{i}={2 * i}?", "response": str(2 * i)}) + "\n"
                            for i in range(3)), encoding="utf-8")
@@ -241,7 +209,7 @@ def test_the_api_key_never_shows_in_the_mr3_judge_output(tmp_path, monkeypatch, 
 
 
 def test_the_stub_servers_of_these_tests_listen_on_loopback_only():
-    server = EchoingServer(lambda n, body: "ok")
+    server = echoing_server(lambda n, body: "ok")
     try:
         port = server.httpd.server_address[1]
         assert listening(port) == [LOOPBACK_HEX]

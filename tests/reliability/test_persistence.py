@@ -51,16 +51,22 @@ def _writer(path: str, writer: int, barrier) -> None:
     cache.close()
 
 
-def test_concurrent_writer_processes(tmp_path):
-    path = tmp_path / "concurrent.sqlite"
+def _run_together(target, path: str, timeout: float) -> list[int | None]:
+    """``target(path, worker, barrier)`` in N_WRITERS spawned processes that start writing at one moment
+    (the barrier); their exit codes."""
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(N_WRITERS)
-    procs = [ctx.Process(target=_writer, args=(str(path), w, barrier)) for w in range(N_WRITERS)]
+    procs = [ctx.Process(target=target, args=(path, w, barrier)) for w in range(N_WRITERS)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
-    assert [p.exitcode for p in procs] == [0] * N_WRITERS
+        p.join(timeout)
+    return [p.exitcode for p in procs]
+
+
+def test_concurrent_writer_processes(tmp_path):
+    path = tmp_path / "concurrent.sqlite"
+    assert _run_together(_writer, str(path), timeout=60) == [0] * N_WRITERS
 
     with JudgmentCache(path, memory_items=0) as fresh:
         own_keys = [f"w{w}-{i}" for w in range(N_WRITERS) for i in range(N_OWN)]
@@ -94,14 +100,7 @@ def _requests(ids) -> list[JudgeRequest]:
 def test_four_judges_in_four_processes_share_one_cache_file(tmp_path):
     # Worker w judges items 40w .. 40w+119: each item is judged by one, two or three workers at once.
     path = tmp_path / "judgments.sqlite"
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(N_WRITERS)
-    procs = [ctx.Process(target=_judge_writer, args=(str(path), w, barrier)) for w in range(N_WRITERS)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0] * N_WRITERS
+    assert _run_together(_judge_writer, str(path), timeout=120) == [0] * N_WRITERS
     backend = FakeBackend()
     judge = Judge(backend=backend, cache=path)
     everything = _requests(range(40 * (N_WRITERS - 1) + 120))  # 240 distinct items
