@@ -21,6 +21,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mr3_reward.types import JudgeRequest, Judgment, TaskKind
 
@@ -112,6 +113,46 @@ def combine(
     else:
         p = 0.5
     return PairVerdict(p, agree, forward, backward)
+
+
+def in_both_orders(requests: Sequence[JudgeRequest], both: bool = True) -> list[JudgeRequest]:
+    """The batch that judges ``requests`` in their order and, with ``both``, swapped: forward ones first."""
+    requests = list(requests)
+    return requests + [swapped(r) for r in requests] if both else requests
+
+
+def pair_verdicts(
+    judgments: Sequence[Judgment], n: int, task: TaskKind, *, on_disagree: str = "tie", soft: bool = False
+) -> list[PairVerdict]:
+    """Combine the judgments of an `in_both_orders` batch of ``n`` pairs (``n`` or ``2n`` judgments)."""
+    if len(judgments) not in (n, 2 * n):
+        raise ValueError(f"{len(judgments)} judgments for {n} pairs; expected {n} (one order) or {2 * n} (both)")
+    backward = judgments[n:] if len(judgments) == 2 * n and n else [None] * n
+    return [combine(f, b, task, on_disagree=on_disagree, soft=soft) for f, b in zip(judgments[:n], backward)]
+
+
+def judge_pairs(
+    judge: Any, requests: Sequence[JudgeRequest], *, both: bool = True, on_disagree: str = "tie", soft: bool = False
+) -> list[PairVerdict]:
+    """Judge pair requests (all of one task) in one or both orders, in one judge call, and combine each pair.
+
+    This is the one both-orders path: the reward, the labeler and the evaluation all go through it (the
+    labeler, which batches many rows into one call, through its two halves `in_both_orders` and
+    `pair_verdicts`).
+
+    >>> from mr3_reward.judge import Judge
+    >>> judge = Judge(model="fake", backend="fake")  # the fake judge always picks the first slot
+    >>> [v.p_first for v in judge_pairs(judge, [JudgeRequest(task="pairwise", prompt="?", responses=("x", "y"))])]
+    [0.5]
+    """
+    requests = list(requests)
+    if not requests:
+        return []
+    tasks = {r.task for r in requests}
+    if len(tasks) != 1:
+        raise ValueError(f"judge_pairs takes requests of one task; got {sorted(t.value for t in tasks)}")
+    judgments = judge.judge(in_both_orders(requests, both))
+    return pair_verdicts(judgments, len(requests), tasks.pop(), on_disagree=on_disagree, soft=soft)
 
 
 def consistency(verdicts: Sequence[PairVerdict]) -> float | None:

@@ -18,15 +18,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from mr3_reward.errors import InputError
 from mr3_reward.types import JudgeRequest, TaskKind
 
 PROMPT_COLUMNS = ("prompt", "input", "question")
 OPTIONAL_STR_COLUMNS = ("id", "language", "task_description", "reference", "options")
 MAX_REPORTED = 20
-
-
-class InputError(ValueError):
-    """Bad input data; the message lists every problem found (up to 20) with its line number."""
 
 
 def _responses(row: Mapping[str, Any]) -> tuple[list[Any] | None, str | None]:

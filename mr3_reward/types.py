@@ -12,6 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+# mR3 reasons between these tags; the answer follows the closing one.
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+
 
 class TaskKind(str, enum.Enum):
     """What the judge is asked to decide, and so which score labels are valid."""
@@ -248,21 +252,44 @@ class JudgeRequest:
         if self.task is TaskKind.MULTIPLE_CHOICE and not self.options:
             problems.append("a multiple_choice request needs options (e.g. 'A. ...\\nB. ...')")
         if self.rubric is not None:
-            problems += _rubric_label_problems(self.task, self.rubric)
+            problem = label_problem(self.task, self.rubric.labels)
+            if problem:
+                problems.append(problem)
         if problems:
             raise ValueError("invalid JudgeRequest: " + "; ".join(problems))
 
 
-def _rubric_label_problems(task: TaskKind, rubric: Rubric) -> list[str]:
-    """A custom rubric may rename the labels of single-response tasks, but the two pairwise tasks are
-    read by position: the judge must be able to name each side."""
-    labels = list(rubric.labels)
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def label_problem(task: TaskKind, labels: Sequence[str], *, scored: bool = False) -> str | None:
+    """What is wrong with a rubric's labels for ``task``, or None: the one place the label rules live.
+
+    The two pairwise tasks are read by position, so the judge must be able to name each side. A custom
+    rubric may rename the labels of single-response tasks, unless ``scored``: a reward or a labeler that
+    turns the label into a number needs numeric pointwise labels and the binary labels 'true'/'false'.
+
+    >>> label_problem(TaskKind.BINARY, ["yes", "no"]) is None
+    True
+    >>> label_problem(TaskKind.BINARY, ["yes", "no"], scored=True)
+    "a binary rubric needs exactly the labels 'true' and 'false'; got ['yes', 'no']"
+    """
+    labels = list(labels)
     if task is TaskKind.PAIRWISE and not {"Assistant A", "Assistant B"} <= set(labels):
-        return [f"a pairwise rubric needs the labels 'Assistant A' and 'Assistant B' (the names the judge sees; "
-                f"add 'Tie' to allow ties); got {labels}"]
+        return (f"a pairwise rubric needs the labels 'Assistant A' and 'Assistant B' (the names the judge sees; "
+                f"add 'Tie' to allow ties); got {labels}")
     if task is TaskKind.PREFERENCE_STRENGTH and sorted(labels) != [str(k) for k in range(1, 8)]:
-        return [f"a preference_strength rubric needs the labels '1'..'7' (4 = equal); got {labels}"]
-    return []
+        return f"a preference_strength rubric needs the labels '1'..'7' (4 = equal); got {labels}"
+    if scored and task is TaskKind.POINTWISE and (len(labels) < 2 or not all(_is_number(x) for x in labels)):
+        return f"a pointwise rubric needs two or more numeric labels (e.g. '1'..'5'); got {labels}"
+    if scored and task is TaskKind.BINARY and set(labels) != {"true", "false"}:
+        return f"a binary rubric needs exactly the labels 'true' and 'false'; got {labels}"
+    return None
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,15 @@ class ChatPrompt:
 
 @dataclass(frozen=True)
 class GenerationRequest:
+    """One prompt to generate from.
+
+    labels (`tuple[str, ...]`): the rendered rubric's score labels, in the order the judge saw them; engines
+        that report label probabilities read them here.
+    """
+
     prompt: ChatPrompt
     sampling: Sampling
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,30 @@ class Backend(Protocol):
     model_id: str
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]: ...
+
+
+@runtime_checkable
+class EngineInfo(Protocol):
+    """The optional capability a backend may declare, all of it or none: what the judge reads from it.
+
+    A backend with every member below is an ``EngineInfo`` (``isinstance`` checks that); the judge reads
+    these through this protocol only, and uses its defaults for a backend that is not one.
+
+    revision (`str | None`): the model revision it serves; part of every cache key.
+    max_model_len (`int | None`): its context in tokens (prompt plus generation), None when unknown; the
+        judge fits long inputs to it.
+    count_tokens(prompt): the tokens ``prompt`` takes in its context, chat template included, counted
+        with its own tokenizer.
+    observe(stats): the judge's statistics after each call (a shared pool aggregates its clients'; a local
+        engine ignores them).
+    """
+
+    revision: str | None
+    max_model_len: int | None
+
+    def count_tokens(self, prompt: ChatPrompt) -> int: ...
+
+    def observe(self, stats: Mapping[str, int]) -> None: ...
 
 
 def chat_text(tokenizer: Any, prompt: ChatPrompt) -> str:
