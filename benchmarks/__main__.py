@@ -35,6 +35,9 @@ def run_suite(name: str, argv: list[str] | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"usage: python -m benchmarks {{{','.join(SUITES)}}} [options]\n\n{__doc__.strip()}")
+        return
     if not argv or argv[0] not in SUITES:
         print(f"usage: python -m benchmarks {{{','.join(SUITES)}}} [options]", file=sys.stderr)
         sys.exit(2)

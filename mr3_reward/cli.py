@@ -148,11 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(srv)
     srv.set_defaults(func=cmd_serve)
 
-    bench = sub.add_parser("bench", help="run a benchmark suite (python -m benchmarks NAME)", add_help=False,
-                           description="mr3 bench NAME [options]: overhead, parser, vllm, debias or pool.")
-    bench.add_argument("suite")
-    bench.add_argument("options", nargs=argparse.REMAINDER)
-    bench.set_defaults(func=cmd_bench)
+    bench = sub.add_parser("bench", help="run a benchmark suite (python -m benchmarks NAME)", description=(
+        "mr3 bench NAME [options], from the repository root: runs one suite of benchmarks/ (listed in "
+        "benchmarks/README.md); `mr3 bench NAME --help` shows a suite's own options."))
+    bench.add_argument("suite", nargs="?", help="the suite, e.g. overhead, parser, vllm, debias, pool, budget")
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="the suite's own options")
+    bench.set_defaults(func=cmd_bench, bench_parser=bench)
     return parser
 
 
@@ -165,6 +166,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ImportError:
         raise ImportError("mr3 bench runs the suites of a source checkout: run it from the repository root "
                           "(the folder holding benchmarks/)") from None
+    if args.suite is None:
+        args.bench_parser.print_help()
+        print(f"\nsuites: {', '.join(SUITES)}")
+        return 2
     if args.suite not in SUITES:
         raise ValueError(f"unknown benchmark suite {args.suite!r}; choose one of: {', '.join(SUITES)}")
     run_suite(args.suite, args.options)

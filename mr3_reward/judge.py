@@ -7,14 +7,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mr3_reward.backends.base import Backend, ChatPrompt, Generation, GenerationRequest
+from mr3_reward.backends.base import Backend, ChatPrompt, EngineInfo, Generation, GenerationRequest
 from mr3_reward.cache import JudgmentCache, cache_key, digest_parts
+from mr3_reward.models import DEFAULT_MODEL
 from mr3_reward.parsing import parse_judgment
 from mr3_reward.templates import LanguageMode, RenderedPrompt, Renderer, RubricPack, approx_tokens
 from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
 
-# The documented default for real use; it loads from the Hugging Face hub where a network exists.
-DEFAULT_MODEL = "rubricreward/mR3-Qwen3-4B-en-prompt-en-thinking"
 BACKENDS = ("transformers", "vllm", "openai", "fake")
 # The input limit for an engine that reports no context: mR3's 32768 tokens less the 16384 it may generate.
 DEFAULT_MAX_INPUT_TOKENS = 16384
@@ -76,7 +75,10 @@ class Judge:
 
     model (`str`): a hub id (default ``rubricreward/mR3-Qwen3-4B-en-prompt-en-thinking``), a local
         directory or an alias (``smollm2-135m``, ``tiny-random``); its suffix sets the language mode.
-    backend (`str | Backend`): ``"transformers"`` (default) or a backend instance.
+    backend (`str | Backend | None`): ``"transformers"`` (default), another engine name, a backend instance,
+        or None: no engine, for rendering and keying requests only (`render`, `key`); ``judge`` then raises.
+    revision (`str`, *optional*): the model revision, for cache keys, when ``backend`` is None (an engine
+        reports its own).
     language_mode (`str`): ``"auto"`` or one of `LanguageMode`'s values.
     pack (`str`, *optional*): an official rubric pack directory; family (`str`): a template in it.
     sampling (`Sampling`, *optional*): decoding; keyword overrides such as ``max_tokens=512`` also work.
@@ -98,7 +100,8 @@ class Judge:
         self,
         model: str = DEFAULT_MODEL,
         *,
-        backend: str | Backend = "transformers",
+        backend: str | Backend | None = "transformers",
+        revision: str | None = None,
         language_mode: str | LanguageMode = "auto",
         pack: str | Path | RubricPack | None = None,
         family: str | None = None,
@@ -111,7 +114,7 @@ class Judge:
         **sampling_overrides: Any,
     ) -> None:
         problems = []
-        if isinstance(backend, str) and (not isinstance(model, str) or not model.strip()):
+        if (backend is None or isinstance(backend, str)) and (not isinstance(model, str) or not model.strip()):
             problems.append(f"model must be a hub id, a local model folder or an alias such as 'smollm2-135m'; got {model!r}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             problems.append(f"max_retries must be an integer >= 0 (re-samples of a failed item), got {max_retries!r}")
@@ -121,6 +124,8 @@ class Judge:
         if backend_options is not None and not isinstance(backend_options, Mapping):
             problems.append(f"backend_options must be a dict of the backend's keyword arguments, e.g. "
                             f"{{'device': 'cuda'}}; got {type(backend_options).__name__}")
+        if revision is not None and not isinstance(revision, str):
+            problems.append(f"revision must be a branch, tag or commit string, got {revision!r}")
         if max_input_tokens is not None and (isinstance(max_input_tokens, bool) or not isinstance(max_input_tokens, int)
                                              or max_input_tokens < 1):
             problems.append(f"max_input_tokens must be a positive integer or None (from the engine's context), "
@@ -129,8 +134,11 @@ class Judge:
             raise ValueError("invalid Judge: " + "; ".join(problems))
         self._config_digest: str | None = None
         self.sampling = (sampling or Sampling()).with_(**sampling_overrides)
-        self.backend = make_backend(backend, model, **(backend_options or {}))
-        self.model_id = getattr(self.backend, "model_id", model)
+        self.backend: Backend | None = None if backend is None else make_backend(backend, model, **(backend_options or {}))
+        self.model_id = model if self.backend is None else self.backend.model_id
+        # What the engine declares about itself (`EngineInfo`), or None: then the judge uses its defaults.
+        self._info: EngineInfo | None = self.backend if isinstance(self.backend, EngineInfo) else None
+        self._revision = revision if self._info is None else self._info.revision
         self.renderer = Renderer(
             model_id=self.model_id, language_mode=language_mode, pack=pack, family=family,
             neutralize_headers=neutralize_headers,
@@ -140,8 +148,7 @@ class Judge:
         self.last_stats: dict[str, int] = {}
         self.max_input_tokens = max_input_tokens
         # The engine's own token count where it has a tokenizer; otherwise an estimate from the text's size.
-        count = getattr(self.backend, "count_tokens", None)
-        self._count_tokens: Callable[[ChatPrompt], int] = count if callable(count) else approx_tokens
+        self._count_tokens: Callable[[ChatPrompt], int] = approx_tokens if self._info is None else self._info.count_tokens
 
     @property
     def sampling(self) -> Sampling:
@@ -161,7 +168,7 @@ class Judge:
         """Everything about this judge that changes a verdict, for cache keys and output metadata."""
         return {
             "model": self.model_id,
-            "revision": getattr(self.backend, "revision", None),
+            "revision": self._revision,
             **self.renderer.key(),
             "sampling": dataclasses.asdict(self.sampling),
         }
@@ -171,11 +178,11 @@ class Judge:
         """The most tokens a prompt may take; longer requests get their responses cut (`Renderer.render_within`).
 
         ``max_input_tokens`` when given (at most the engine's context less one token); otherwise the
-        engine's context (``max_model_len`` or ``context_length``) less room to generate: ``max_tokens``,
+        engine's context (`EngineInfo.max_model_len`) less room to generate: ``max_tokens``,
         but never more than half the context. An engine that reports no context gets
         `DEFAULT_MAX_INPUT_TOKENS` (mR3's 32768-token context less its recommended 16384 generated tokens).
         """
-        context = getattr(self.backend, "max_model_len", None) or getattr(self.backend, "context_length", None)
+        context = None if self._info is None else self._info.max_model_len
         if isinstance(context, bool) or not isinstance(context, int) or context < 2:
             context = None
         if self.max_input_tokens is not None:
@@ -188,6 +195,10 @@ class Judge:
         """The prompt the engine gets for ``request``: rendered, user text neutralized, and responses cut
         to fit `input_limit` when needed (``truncated_input``), or ``input_problem`` set when nothing fits."""
         return self.renderer.render_within(request, self.input_limit, self._count_tokens)
+
+    def key(self, rendered: RenderedPrompt) -> str:
+        """The cache key of a rendered request under this judge's configuration."""
+        return self._key(rendered)
 
     def _key(self, rendered: RenderedPrompt) -> str:
         # The rendered bytes carry the rubric, language, responses and their order; the config digest
@@ -215,6 +226,9 @@ class Judge:
             raise TypeError("judge() takes a list of JudgeRequest; for one request use judge([request]) or judge_one(request)")
         if requests is None or isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Iterable):
             raise TypeError(f"judge() takes a list of JudgeRequest, got {type(requests).__name__}")
+        if self.backend is None:
+            raise RuntimeError("this Judge was built with backend=None (rendering and keys only); build it with an "
+                               "engine, e.g. Judge(model, backend='transformers'), to judge")
         requests = list(requests)
         for i, r in enumerate(requests):
             if not isinstance(r, JudgeRequest):
@@ -246,9 +260,8 @@ class Judge:
             "requests": len(keys), "cache_hits": hits, "duplicates": len(keys) - hits - len(first),
             "engine_items": len(first),
         }
-        observe = getattr(self.backend, "observe", None)  # a shared pool collects its clients' statistics
-        if observe is not None:
-            observe(self.last_stats)
+        if self._info is not None:  # a shared pool collects its clients' statistics
+            self._info.observe(self.last_stats)
         return out
 
     def _generate(self, rendered: list[RenderedPrompt], progress: Callable[[int], None] | None) -> list[Judgment]:
@@ -267,7 +280,8 @@ class Judge:
             sampling = self.sampling
             if attempt and sampling.seed is not None:
                 sampling = sampling.with_(seed=sampling.seed + attempt)
-            gens = self.backend.generate([GenerationRequest(rendered[i].prompt, sampling) for i in pending])
+            gens = self.backend.generate([GenerationRequest(rendered[i].prompt, sampling, rendered[i].labels)
+                                          for i in pending])
             if len(gens) != len(pending):
                 raise RuntimeError(f"backend {self.model_id!r} returned {len(gens)} generations for {len(pending)} requests")
             still = []

@@ -62,6 +62,13 @@ def test_entry_point_without_a_suite_prints_usage():
     assert "usage: python -m benchmarks" in done.stderr and "debias" in done.stderr
 
 
+def test_entry_point_help_exits_zero():
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "usage: python -m benchmarks" in done.stdout and "overhead" in done.stdout
+
+
 def test_debias_pairs_are_distinct_and_alternate_which_side_is_the_reference():
     from benchmarks.debias import pairs
 

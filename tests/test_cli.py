@@ -108,3 +108,11 @@ def test_bench_names_its_suites_and_where_it_runs(tmp_path, capsys, monkeypatch)
         monkeypatch.delitem(sys.modules, name, raising=False)
     assert main(["bench", "parser"]) == 2
     assert "run it from the repository root" in capsys.readouterr().err
+
+
+def test_bench_help_prints_help_and_exits_zero(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["bench", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: mr3 bench" in out and "--help" in out and "suite" in out

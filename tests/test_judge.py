@@ -116,3 +116,16 @@ def test_cache_key_changes_with_seed_and_engine_errors_are_not_cached(tmp_path):
     Judge(backend=flaky, cache=path, max_retries=0).judge(reqs(1))
     Judge(backend=flaky, cache=path, max_retries=0).judge(reqs(1))
     assert flaky.calls == 2
+
+
+def test_a_judge_without_an_engine_renders_and_keys_like_one_with_it():
+    from mr3_reward.backends.fake import FakeBackend
+
+    request = JudgeRequest(task="pairwise", prompt="2+2?", responses=("4", "5"), id="q1")
+    with_engine = Judge(backend=FakeBackend(model_id="m"))
+    without = Judge("m", backend=None)
+    assert without.render(request) == with_engine.render(request)
+    assert without.key(without.render(request)) == with_engine.key(with_engine.render(request))
+    assert Judge("m", backend=None, revision="abc").key(without.render(request)) != without.key(without.render(request))
+    with pytest.raises(RuntimeError, match="backend=None"):
+        without.judge([request])
