@@ -11,14 +11,13 @@ in [0, 1]: 1 = the first wins, 0 = the second wins, 0.5 = a tie. For the 1-7 str
 - one order failed -> the other one's preference, consistency unknown;
 - both failed -> None.
 
-With ``soft=True`` and label log-probabilities from the engine, ``p`` is the probability-weighted
+With ``soft=True`` and label probabilities on the judgment (`Judgment.label_probs`), ``p`` is the probability-weighted
 preference instead of the hard verdict.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,9 +56,9 @@ def preference(judgment: Judgment, task: TaskKind, *, soft: bool = False) -> flo
     """Preference in [0, 1] for the first response shown to the judge, or None if there is none."""
     if not judgment.ok:
         return None
-    logprobs: Mapping[str, float] | None = judgment.meta.get("label_logprobs") if soft else None
-    if logprobs:
-        weights = {lab: math.exp(lp) for lab, lp in logprobs.items() if _label_preference(lab, task) is not None}
+    probs: Mapping[str, float] | None = judgment.label_probs if soft else None
+    if probs:
+        weights = {lab: p for lab, p in probs.items() if _label_preference(lab, task) is not None}
         total = sum(weights.values())
         if total > 0:
             return sum(w * _label_preference(lab, task) for lab, w in weights.items()) / total

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mr3_reward.backends.base import Backend, ChatPrompt, EngineInfo, Generation, GenerationRequest
+from mr3_reward.backends.base import Backend, ChatPrompt, Constrains, EngineInfo, Generation, GenerationRequest
 from mr3_reward.cache import JudgmentCache, cache_key, digest_parts
 from mr3_reward.models import DEFAULT_MODEL
 from mr3_reward.parsing import parse_judgment
+from mr3_reward.phases import generate_in_phases, needs_phases
 from mr3_reward.templates import LanguageMode, RenderedPrompt, Renderer, RubricPack, approx_tokens
 from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
 
@@ -65,9 +67,24 @@ def judgment_from_generation(gen: Generation, rendered: RenderedPrompt) -> Judgm
         return Judgment(score=None, failure=Failure.ENGINE_ERROR.value, raw=gen.text,
                         meta={"error": gen.error or "unknown engine error"})
     j = parse_judgment(gen.text, rendered.labels, rendered.prompt.prefix, truncated=gen.finish_reason == "length")
+    if gen.thinking_tokens is not None:
+        j = dataclasses.replace(j, meta={**j.meta, "thinking_tokens": gen.thinking_tokens})
     if gen.label_logprobs and j.ok:
-        j = dataclasses.replace(j, meta={**j.meta, "label_logprobs": dict(gen.label_logprobs)})
+        j = dataclasses.replace(j, label_probs=label_probs(gen.label_logprobs, rendered.labels),
+                                meta={**j.meta, "label_logprobs": dict(gen.label_logprobs)})
     return j
+
+
+def label_probs(logprobs: Mapping[str, float], labels: Sequence[str]) -> dict[str, float] | None:
+    """Label log-probabilities -> probabilities renormalized over the rubric's labels (a label the engine did
+    not report gets 0); None when none of the labels was reported."""
+    known = {lab: logprobs[lab] for lab in labels if lab in logprobs}
+    if not known:
+        return None
+    top = max(known.values())
+    weights = {lab: math.exp(lp - top) for lab, lp in known.items()}
+    total = sum(weights.values())
+    return {lab: weights.get(lab, 0.0) / total for lab in labels}
 
 
 class Judge:
@@ -139,6 +156,11 @@ class Judge:
         # What the engine declares about itself (`EngineInfo`), or None: then the judge uses its defaults.
         self._info: EngineInfo | None = self.backend if isinstance(self.backend, EngineInfo) else None
         self._revision = revision if self._info is None else self._info.revision
+        if self.sampling.verdict == "constrained" and self.backend is not None and not isinstance(self.backend, Constrains):
+            raise ValueError(
+                f"invalid Judge: verdict='constrained' needs a backend that decodes under a grammar and scores the "
+                f"rubric's labels; {type(self.backend).__name__} cannot. Use backend='transformers', 'vllm', 'openai' "
+                f"(a vLLM server), a Ray judge pool of those, or 'fake' for tests; or verdict='free'")
         self.renderer = Renderer(
             model_id=self.model_id, language_mode=language_mode, pack=pack, family=family,
             neutralize_headers=neutralize_headers,
@@ -240,7 +262,8 @@ class Judge:
         for i, k in enumerate(keys):
             if k not in found:
                 first.setdefault(k, i)
-        fresh = self._generate([rendered[i] for i in first.values()], progress)
+        fresh = self._generate([rendered[i] for i in first.values()], [requests[i].language for i in first.values()],
+                               progress)
         by_key = {k: j for k, j in zip(first, fresh)}
         if self.cache is not None:
             # Engine errors are transient, and an input too long for this judge's limit may fit a larger one:
@@ -264,7 +287,15 @@ class Judge:
             self._info.observe(self.last_stats)
         return out
 
-    def _generate(self, rendered: list[RenderedPrompt], progress: Callable[[int], None] | None) -> list[Judgment]:
+    def _engine(self, requests: list[GenerationRequest], languages: list[str], sampling: Sampling) -> list[Generation]:
+        """One round of generation: one engine call, or one per phase with a budget or constrained verdicts."""
+        if not needs_phases(sampling):
+            return self.backend.generate(requests)
+        thinking = [lang if self.renderer.mode.tgt_thinking else "en" for lang in languages]
+        return generate_in_phases(self.backend, list(zip(requests, thinking)), sampling)
+
+    def _generate(self, rendered: list[RenderedPrompt], languages: list[str],
+                  progress: Callable[[int], None] | None) -> list[Judgment]:
         results: list[Judgment | None] = [None] * len(rendered)
         spent: list[tuple[int, int]] = [(0, 0)] * len(rendered)
         pending = [i for i, r in enumerate(rendered) if r.input_problem is None]
@@ -280,8 +311,8 @@ class Judge:
             sampling = self.sampling
             if attempt and sampling.seed is not None:
                 sampling = sampling.with_(seed=sampling.seed + attempt)
-            gens = self.backend.generate([GenerationRequest(rendered[i].prompt, sampling, rendered[i].labels)
-                                          for i in pending])
+            gens = self._engine([GenerationRequest(rendered[i].prompt, sampling, rendered[i].labels) for i in pending],
+                                [languages[i] for i in pending], sampling)
             if len(gens) != len(pending):
                 raise RuntimeError(f"backend {self.model_id!r} returned {len(gens)} generations for {len(pending)} requests")
             still = []

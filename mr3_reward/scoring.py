@@ -3,13 +3,12 @@
 - pointwise: ``(score - min) / (max - min)`` over the rubric's numeric labels, in [0, 1];
 - binary: 1.0 for ``true``, 0.0 for ``false``.
 
-With ``soft=True`` and label probabilities on the judgment (``meta["label_logprobs"]``), the value is the
+With ``soft=True`` and label probabilities on the judgment (`Judgment.label_probs`), the value is the
 probability-weighted one instead: the expected normalized score, or P(true) over P(true) + P(false).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from mr3_reward.types import Judgment, TaskKind
@@ -45,18 +44,17 @@ def single_value(judgment: Judgment, task: TaskKind, labels: Sequence[str] = (),
     """
     if not judgment.ok:
         return None
-    logprobs = judgment.meta.get("label_logprobs") if soft else None
+    probs = judgment.label_probs if soft else None
     if task is TaskKind.BINARY:
-        if logprobs and "true" in logprobs and "false" in logprobs:
-            pt, pf = math.exp(logprobs["true"]), math.exp(logprobs["false"])
-            return pt / (pt + pf)
+        if probs and probs.get("true", 0) + probs.get("false", 0) > 0:
+            return probs.get("true", 0) / (probs.get("true", 0) + probs.get("false", 0))
         return 1.0 if judgment.score == "true" else 0.0
     if task is not TaskKind.POINTWISE:
         raise ValueError(f"single_value scores pointwise and binary verdicts; got task {task.value!r}")
     lo, hi = numeric_scale(labels)
-    if logprobs:
-        probs = {v: math.exp(lp) for k, lp in logprobs.items() if (v := _number(k)) is not None}
-        total = sum(probs.values())
+    if probs:
+        numeric = {v: p for k, p in probs.items() if (v := _number(k)) is not None}
+        total = sum(numeric.values())
         if total > 0:
-            return (sum(v * p for v, p in probs.items()) / total - lo) / (hi - lo)
+            return (sum(v * p for v, p in numeric.items()) / total - lo) / (hi - lo)
     return (float(judgment.score) - lo) / (hi - lo)

@@ -150,6 +150,9 @@ class Rubric:
         return "".join(f"{label}: {desc}\n" for label, desc in self.entries)
 
 
+VERDICTS = ("free", "constrained")
+
+
 @dataclass(frozen=True)
 class Sampling:
     """Decoding parameters; the defaults are the ones recommended for mR3 models."""
@@ -160,6 +163,14 @@ class Sampling:
     min_p: float = 0.0
     max_tokens: int = 16384
     seed: int | None = 0
+    # Budgeted reasoning (`mr3_reward.phases`): the most tokens the judge may think before ``</think>`` is
+    # closed for it; None = unbounded (what the reference evaluated).
+    thinking_budget: int | None = None
+    # "free": the judge writes its own answer (today's parser reads it); "constrained": the answer is decoded
+    # under the schema mR3 was trained on, with the score one of the rubric's labels.
+    verdict: str = "free"
+    # Constrained verdicts: the most tokens of the explanation.
+    explanation_tokens: int = 128
 
     def __post_init__(self) -> None:
         problems = []
@@ -185,6 +196,19 @@ class Sampling:
             problems.append(f"max_tokens must be >= 1, got {self.max_tokens}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             problems.append(f"seed must be an integer or None, got {self.seed!r}")
+        if self.thinking_budget is not None and number("thinking_budget", integer=True):
+            if self.thinking_budget < 1:
+                problems.append(f"thinking_budget must be a positive number of tokens or None (unbounded), "
+                                f"got {self.thinking_budget}")
+            elif isinstance(self.max_tokens, int) and self.thinking_budget >= self.max_tokens:
+                problems.append(f"thinking_budget ({self.thinking_budget}) must be below max_tokens "
+                                f"({self.max_tokens}) to leave room for the answer; raise max_tokens or lower the budget")
+        if self.verdict not in VERDICTS:
+            problems.append(f"verdict must be one of {', '.join(map(repr, VERDICTS))} (constrained: the answer is "
+                            f"decoded under the rubric's labels), got {self.verdict!r}")
+        if number("explanation_tokens", integer=True) and self.explanation_tokens < 1:
+            problems.append(f"explanation_tokens (the cap on a constrained verdict's explanation) must be >= 1, "
+                            f"got {self.explanation_tokens}")
         if problems:
             raise ValueError("invalid sampling: " + "; ".join(problems))
 
@@ -316,6 +340,9 @@ class Judgment:
     neutralized_lines: int = 0
     # True when responses were cut to fit the judge's input limit (`Judge(max_input_tokens=...)`).
     truncated_input: bool = False
+    # The probability of each rubric label at the score position, renormalized over the labels (constrained
+    # verdicts always have them; free ones where the engine reports label log-probabilities). Soft rewards use them.
+    label_probs: Mapping[str, float] | None = field(default=None, compare=False, hash=False)
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -324,7 +351,7 @@ class Judgment:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe record (what the result cache stores)."""
-        return {f.name: (dict(getattr(self, f.name)) if f.name == "meta" else getattr(self, f.name)) for f in fields(self)}
+        return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Mapping) else v) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Judgment:

@@ -34,11 +34,16 @@ class GenerationRequest:
 
     labels (`tuple[str, ...]`): the rendered rubric's score labels, in the order the judge saw them; engines
         that report label probabilities read them here.
+    stop (`tuple[str, ...]`): strings that end the generation; the text returned includes the one that
+        stopped it (the judge reads ``</think>`` that way). Every backend honours them.
+    regex (`str`, *optional*): decode under this regular expression (a `Constrains` backend only).
     """
 
     prompt: ChatPrompt
     sampling: Sampling
     labels: tuple[str, ...] = ()
+    stop: tuple[str, ...] = ()
+    regex: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class Generation:
     # Log-probabilities of each score label at the position where the score was written, for engines
     # that can report them; `soft=True` rewards use them, everything else ignores them.
     label_logprobs: Mapping[str, float] | None = None
+    # Tokens of the reasoning phase of a budgeted judgment (`mr3_reward.phases`); None for one free generation.
+    thinking_tokens: int | None = None
 
 
 @runtime_checkable
@@ -95,6 +102,20 @@ class EngineInfo(Protocol):
     def count_tokens(self, prompt: ChatPrompt) -> int: ...
 
     def observe(self, stats: Mapping[str, int]) -> None: ...
+
+
+@runtime_checkable
+class Constrains(Protocol):
+    """The capability constrained verdicts need (`mr3_reward.phases`): ``generate`` honours
+    `GenerationRequest.regex` through the engine's own structured-output support, and the engine scores
+    given continuations.
+
+    score_continuations(items): for each ``(prompt, continuation)``, the log-probability the model gives
+    ``continuation`` right after ``prompt`` (chat template and prefix included), summed over its tokens,
+    or None where the engine failed for that item. Called once per batch, with every label of every item.
+    """
+
+    def score_continuations(self, items: Sequence[tuple[ChatPrompt, str]]) -> list[float | None]: ...
 
 
 def chat_text(tokenizer: Any, prompt: ChatPrompt) -> str:
