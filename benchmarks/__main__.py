@@ -13,6 +13,7 @@ SUITES = {
     "vllm": "benchmarks.vllm_engine",
     "debias": "benchmarks.debias",
     "pool": "benchmarks.pool",
+    "budget": "benchmarks.budget",
 }
 
 

@@ -1,19 +1,28 @@
-"""What the package adds around the engine, per judgment, on the scripted backend (no model).
+"""What the package adds around the engine, per judgment, beside a minimal hand-written loop in the same run.
 
-    .venv/bin/python -m benchmarks overhead [--n 10000] [--batch 64]
+    .venv/bin/python -m benchmarks overhead [--n 10000] [--batch 64] [--repeats 5]
 
-1. Cold path: render + cache key + cache miss lookup + parse + cache write, for N distinct requests
-   judged in batches (as a GRPO step sends them). Reported per judgment: the median over batches of
-   batch time / batch size. Goal: <= 50 us.
-2. Warm replay: the same N requests again, every one a cache hit. Goal: >= 50,000 judgments/s.
-Also the pieces alone (render, key, parse), so a regression points at its stage.
+Both sides judge the same requests on a scripted engine (no model), in batches of ``--batch`` (as a GRPO
+step sends them), alternating which side runs first, so they see the same machine load:
 
-Writes ``benchmarks/results/overhead.json`` and ``overhead.png`` (each number against its goal).
+1. Cold path. Ours: `Judge.judge` with a SQLite cache, i.e. render + cache key + cache miss + parse + store.
+   Minimal: an f-string render of the same size, a sha256 key, one SQLite lookup and one insert per batch,
+   ``json.loads`` of the answer. Goal: ours at most 2x the minimal loop's time.
+2. Warm replay: the same requests again, all cached. Ours: `Judge.judge` (render, key, cache hit). Minimal:
+   one SQLite lookup of the same, already computed, keys and ``json.loads`` of each record. Goal: ours at
+   least half the minimal lookup's rate.
+Also the pieces alone (render, key, parse), so a regression points at its stage. Absolute times change
+with the machine; the ratios are the goals.
+
+Writes ``benchmarks/results/overhead.json`` and ``overhead.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -22,63 +31,121 @@ from pathlib import Path
 from mr3_reward.backends.fake import FakeBackend
 from mr3_reward.judge import Judge
 from mr3_reward.parsing import parse_judgment
-from mr3_reward.types import JudgeRequest
+from mr3_reward.types import THINK_CLOSE, JudgeRequest
 
 ANSWER = ("Both answers address the question; A is correct and concise.</think>\n"
           '{"explanation": "Assistant A gives the right number and explains it.", "score": "Assistant A"}')
-GOAL_COLD_US = 50.0
-GOAL_WARM_PER_S = 50_000.0
+GOAL_COLD_RATIO = 2.0  # ours / minimal time, at most
+GOAL_WARM_RATIO = 0.5  # ours / minimal rate, at least
 
 
-def requests(n: int) -> list[JudgeRequest]:
+def requests(n: int, tag: str = "") -> list[JudgeRequest]:
     body = "Here is a detailed answer with some code: def f(x): return {x: x ** 2}. " * 6
-    return [JudgeRequest(task="pairwise", prompt=f"Question {i}: explain squares.", id=str(i % 97),
+    return [JudgeRequest(task="pairwise", prompt=f"Question {tag}{i}: explain squares.", id=str(i % 97),
                          responses=(f"{body} v{i}", f"A shorter answer {i}.")) for i in range(n)]
 
 
-def per_item_us(fn, items, batch):
-    times = []
+class MinimalLoop:
+    """The least a hand-written judge loop does for the same work: no validation, neutralizing, fitting,
+    retries or typed failures."""
+
+    def __init__(self, path: Path, system: str) -> None:
+        self.system = system
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # the durability our cache has
+        self.db.execute("CREATE TABLE IF NOT EXISTS j (key TEXT PRIMARY KEY, value TEXT)")
+
+    def keys(self, reqs: list[JudgeRequest]) -> list[str]:
+        prompts = [f"{self.system}\n# Input\n{r.prompt}\n# Assistant A\n{r.responses[0]}\n# Assistant B\n"
+                   f"{r.responses[1]}\n# Your Response\n<think>" for r in reqs]
+        return [hashlib.sha256(p.encode("utf-8")).hexdigest() for p in prompts]
+
+    def lookup(self, keys: list[str]) -> dict[str, str]:
+        marks = ",".join("?" * len(keys))
+        return dict(self.db.execute(f"SELECT key, value FROM j WHERE key IN ({marks})", keys))
+
+    def judge(self, reqs: list[JudgeRequest]) -> list[dict]:
+        keys = self.keys(reqs)
+        found = self.lookup(keys)
+        out, new = [], []
+        for k in keys:
+            if k in found:
+                out.append(json.loads(found[k]))
+                continue
+            answer = json.loads(ANSWER.rsplit(THINK_CLOSE, 1)[1])  # the engine's text, parsed
+            record = {"score": answer["score"], "explanation": answer["explanation"]}
+            new.append((k, json.dumps(record)))
+            out.append(record)
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO j VALUES (?, ?)", new)
+        self.db.execute("COMMIT")
+        return out
+
+    def replay(self, keys: list[str]) -> list[dict]:
+        return [json.loads(v) for v in self.lookup(keys).values()]
+
+
+def batched_seconds(fn, items: list, batch: int) -> float:
+    t = time.perf_counter()
     for lo in range(0, len(items), batch):
-        chunk = items[lo:lo + batch]
-        t = time.perf_counter()
-        fn(chunk)
-        times.append((time.perf_counter() - t) / len(chunk) * 1e6)
-    return statistics.median(times)
+        fn(items[lo:lo + batch])
+    return time.perf_counter() - t
 
 
-def run(n: int = 10_000, batch: int = 64, out_dir: Path | None = None) -> dict:
+def per_item_us(fn, items: list, batch: int) -> float:
+    return batched_seconds(fn, items, batch) / len(items) * 1e6
+
+
+def run(n: int = 10_000, batch: int = 64, repeats: int = 5, out_dir: Path | None = None) -> dict:
     from benchmarks.common import table, write
 
-    reqs = requests(n)
+    per = max(batch, n // repeats)
+    cold = {"ours": [], "minimal": []}
+    warm = {"ours": [], "minimal": []}
     with tempfile.TemporaryDirectory() as tmp:
-        judge = Judge(backend=FakeBackend(lambda p, s: ANSWER), cache=Path(tmp) / "bench.sqlite", max_retries=0)
-        rendered = [judge.render(r) for r in reqs[:2000]]
+        judge = Judge(backend=FakeBackend(lambda p, s: ANSWER), cache=Path(tmp) / "ours.sqlite", max_retries=0)
+        system = judge.render(requests(1)[0]).prompt.system
+        minimal = MinimalLoop(Path(tmp) / "minimal.sqlite", system)
+        sample = requests(2000, "s")
+        rendered = [judge.render(r) for r in sample]
         stages = {
-            "render_us": per_item_us(lambda c: [judge.render(r) for r in c], reqs[:2000], batch),
-            "key_us": per_item_us(lambda c: [judge._key(r) for r in c], rendered, batch),
-            "parse_us": per_item_us(lambda c: [parse_judgment(ANSWER, r.labels, r.prompt.prefix) for r in c], rendered, batch),
+            "render_us": per_item_us(lambda c: [judge.render(r) for r in c], sample, batch),
+            "key_us": per_item_us(lambda c: [judge.key(r) for r in c], rendered, batch),
+            "parse_us": per_item_us(lambda c: [parse_judgment(ANSWER, r.labels, r.prompt.prefix) for r in c],
+                                    rendered, batch),
         }
-        cold_us = per_item_us(judge.judge, reqs, batch)
-        t = time.perf_counter()
-        replay = judge.judge(reqs)
-        warm_s = time.perf_counter() - t
-        assert all(j.meta.get("cached") for j in replay), "warm replay must be served from the cache"
-    warm_per_s = n / warm_s
+        for k in range(repeats):
+            reqs = requests(per, f"r{k}-")  # fresh requests: both sides start cold
+            sides = [("ours", judge.judge), ("minimal", minimal.judge)]
+            for name, fn in sides if k % 2 == 0 else sides[::-1]:
+                cold[name].append(batched_seconds(fn, reqs, batch))
+            keys = minimal.keys(reqs)
+            replay = [("ours", lambda: batched_seconds(judge.judge, reqs, batch)),
+                      ("minimal", lambda: batched_seconds(minimal.replay, keys, batch))]
+            for name, fn in replay if k % 2 == 0 else replay[::-1]:
+                warm[name].append(fn())
+        assert all(j.meta.get("cached") for j in judge.judge(reqs[:batch])), "warm replay must hit the cache"
+    cold_ratio = statistics.median(o / m for o, m in zip(cold["ours"], cold["minimal"]))
+    warm_ratio = statistics.median(m / o for o, m in zip(warm["ours"], warm["minimal"]))  # rate ratio
+    us = {side: statistics.median(v) / per * 1e6 for side, v in cold.items()}
+    rate = {side: per / statistics.median(v) for side, v in warm.items()}
     result = {
-        "n": n, "batch": batch, **{k: round(v, 2) for k, v in stages.items()},
-        "cold_us_per_judgment_median": round(cold_us, 2), "goal_cold_us": GOAL_COLD_US,
-        "warm_replay_judgments_per_s": round(warm_per_s), "goal_warm_per_s": GOAL_WARM_PER_S,
+        "n": per * repeats, "batch": batch, "repeats": repeats, **{k: round(v, 2) for k, v in stages.items()},
+        "cold_us_ours": round(us["ours"], 2), "cold_us_minimal": round(us["minimal"], 2),
+        "cold_ratio": round(cold_ratio, 3), "goal_cold_ratio": GOAL_COLD_RATIO,
+        "warm_per_s_ours": round(rate["ours"]), "warm_per_s_minimal": round(rate["minimal"]),
+        "warm_ratio": round(warm_ratio, 3), "goal_warm_ratio": GOAL_WARM_RATIO,
     }
     path = write("overhead", result, out_dir)
     png = chart(result, out_dir)
-    table(f"overhead per judgment ({n} requests, batches of {batch}, scripted backend)", [
-        ("render", f"{stages['render_us']:.1f} us", "", ""),
-        ("cache key", f"{stages['key_us']:.1f} us", "", ""),
-        ("parse", f"{stages['parse_us']:.1f} us", "", ""),
-        ("cold: render+key+miss+parse+store", f"{cold_us:.1f} us", f"<= {GOAL_COLD_US:.0f} us",
-         "yes" if cold_us <= GOAL_COLD_US else "NO"),
-        ("warm replay", f"{warm_per_s:,.0f} judgments/s", f">= {GOAL_WARM_PER_S:,.0f}/s",
-         "yes" if warm_per_s >= GOAL_WARM_PER_S else "NO"),
+    table(f"overhead per judgment ({per * repeats} requests, batches of {batch}, scripted engine, one run)", [
+        ("render / key / parse", f"{stages['render_us']:.1f} / {stages['key_us']:.1f} / {stages['parse_us']:.1f} us",
+         "", ""),
+        ("cold: ours vs minimal loop", f"{us['ours']:.1f} vs {us['minimal']:.1f} us = {cold_ratio:.2f}x",
+         f"<= {GOAL_COLD_RATIO:g}x", "yes" if cold_ratio <= GOAL_COLD_RATIO else "NO"),
+        ("warm replay: ours vs minimal lookup", f"{rate['ours']:,.0f} vs {rate['minimal']:,.0f} /s = {warm_ratio:.2f}x",
+         f">= {GOAL_WARM_RATIO:g}x", "yes" if warm_ratio >= GOAL_WARM_RATIO else "NO"),
     ])
     print(f"wrote {path} and {png}")
     return result
@@ -87,27 +154,25 @@ def run(n: int = 10_000, batch: int = 64, out_dir: Path | None = None) -> dict:
 def chart(result: dict, out_dir: Path | None = None) -> Path:
     from benchmarks.common import Panel, plot
 
-    cold = result["cold_us_per_judgment_median"]
     return plot("overhead", [
-        Panel(f"per judgment: cold path {cold:.1f} us (goal <= {GOAL_COLD_US:.0f} us)",
-              x=["render", "cache key", "parse", "cold path\n(all + miss + store)"],
-              series={"us per judgment": [result["render_us"], result["key_us"], result["parse_us"], cold]},
-              ylabel="microseconds per judgment (median over batches)", goal=GOAL_COLD_US, goal_label="goal <=",
-              fmt="{:.1f}"),
-        Panel(f"warm-cache replay of {result['n']:,} judgments", x=["warm replay"],
-              series={"judgments / s": [result["warm_replay_judgments_per_s"]]}, ylabel="judgments / s",
-              goal=GOAL_WARM_PER_S, goal_label="goal >="),
-    ], title=f"overhead per judgment, scripted backend (batches of {result['batch']})", out_dir=out_dir,
-        saved=result)
+        Panel(f"cold path: ours {result['cold_ratio']:.2f}x the minimal loop (goal <= {GOAL_COLD_RATIO:g}x)",
+              x=["minimal loop", "ours"], series={"us per judgment": [result["cold_us_minimal"], result["cold_us_ours"]]},
+              ylabel="microseconds per judgment", fmt="{:.1f}"),
+        Panel(f"warm replay: ours {result['warm_ratio']:.2f}x the minimal lookup's rate (goal >= {GOAL_WARM_RATIO:g}x)",
+              x=["minimal lookup", "ours"], series={"judgments / s": [result["warm_per_s_minimal"], result["warm_per_s_ours"]]},
+              ylabel="judgments / s"),
+    ], title=f"overhead per judgment, scripted engine (batches of {result['batch']}), both sides in one run",
+        out_dir=out_dir, saved=result)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks overhead")
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out-dir", type=Path)
     a = ap.parse_args(argv)
-    run(a.n, a.batch, a.out_dir)
+    run(a.n, a.batch, a.repeats, a.out_dir)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
 BACKENDS = ("transformers", "vllm", "openai", "fake")
 # The input limit for an engine that reports no context: mR3's 32768 tokens less the 16384 it may generate.
 DEFAULT_MAX_INPUT_TOKENS = 16384
+RECENT_REQUESTS = 4096
 _NOT_CACHED = (Failure.ENGINE_ERROR.value, Failure.INPUT_TOO_LONG.value)
 
 
@@ -68,9 +70,9 @@ def judgment_from_generation(gen: Generation, rendered: RenderedPrompt) -> Judgm
                         meta={"error": gen.error or "unknown engine error"})
     j = parse_judgment(gen.text, rendered.labels, rendered.prompt.prefix, truncated=gen.finish_reason == "length")
     if gen.thinking_tokens is not None:
-        j = dataclasses.replace(j, meta={**j.meta, "thinking_tokens": gen.thinking_tokens})
+        j = j.with_(meta={**j.meta, "thinking_tokens": gen.thinking_tokens})
     if gen.label_logprobs and j.ok:
-        j = dataclasses.replace(j, label_probs=label_probs(gen.label_logprobs, rendered.labels),
+        j = j.with_(label_probs=label_probs(gen.label_logprobs, rendered.labels),
                                 meta={**j.meta, "label_logprobs": dict(gen.label_logprobs)})
     return j
 
@@ -150,6 +152,8 @@ class Judge:
         if problems:
             raise ValueError("invalid Judge: " + "; ".join(problems))
         self._config_digest: str | None = None
+        # request -> (rendered, key) for recent requests: a repeated batch (a warm cache) skips rendering.
+        self._recent: OrderedDict[JudgeRequest, tuple[RenderedPrompt, str]] = OrderedDict()
         self.sampling = (sampling or Sampling()).with_(**sampling_overrides)
         self.backend: Backend | None = None if backend is None else make_backend(backend, model, **(backend_options or {}))
         self.model_id = model if self.backend is None else self.backend.model_id
@@ -181,6 +185,7 @@ class Judge:
         # Sampling (the seed included) is part of every cache key: forget the digest built from the old one.
         self._sampling = value
         self._config_digest = None
+        self._recent = OrderedDict()  # the input limit and the keys follow the sampling
 
     @property
     def language_mode(self) -> LanguageMode:
@@ -230,6 +235,15 @@ class Judge:
         p = rendered.prompt
         return digest_parts(self._config_digest, p.system, p.user, p.prefix, *rendered.labels)
 
+    def _prepared(self, request: JudgeRequest) -> tuple[RenderedPrompt, str]:
+        hit = self._recent.get(request)
+        if hit is None:
+            rendered = self.render(request)
+            hit = self._recent[request] = (rendered, self._key(rendered))
+            if len(self._recent) > RECENT_REQUESTS:
+                self._recent.popitem(last=False)
+        return hit
+
     def judge(
         self,
         requests: Sequence[JudgeRequest],
@@ -255,8 +269,7 @@ class Judge:
         for i, r in enumerate(requests):
             if not isinstance(r, JudgeRequest):
                 raise TypeError(f"requests[{i}] is a {type(r).__name__}, not a JudgeRequest")
-        rendered = [self.render(r) for r in requests]
-        keys = [self._key(r) for r in rendered]
+        rendered, keys = zip(*map(self._prepared, requests)) if requests else ((), ())
         found = self.cache.get_many(list(dict.fromkeys(keys))) if self.cache is not None else {}
         first: dict[str, int] = {}  # key -> the index that gets judged
         for i, k in enumerate(keys):
@@ -321,8 +334,8 @@ class Judge:
                 p, c = spent[i]
                 spent[i] = (p + gen.prompt_tokens, c + gen.completion_tokens)
                 j = judgment_from_generation(gen, rendered[i])
-                results[i] = dataclasses.replace(
-                    j, attempts=attempt + 1, prompt_tokens=spent[i][0], completion_tokens=spent[i][1],
+                results[i] = j.with_(
+                    attempts=attempt + 1, prompt_tokens=spent[i][0], completion_tokens=spent[i][1],
                     neutralized_lines=rendered[i].neutralized_lines, truncated_input=rendered[i].truncated_input,
                 )
                 if j.ok or last:

@@ -351,9 +351,17 @@ class Judgment:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe record (what the result cache stores)."""
-        return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Mapping) else v) for f in fields(self)}
+        return {name: (dict(v) if isinstance(v := getattr(self, name), Mapping) else v) for name in _JUDGMENT_FIELDS}
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Judgment:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in record.items() if k in known})
+        return cls(**{k: v for k, v in record.items() if k in _JUDGMENT_FIELDS})
+
+    def with_(self, **changes: Any) -> Judgment:
+        """A copy with ``changes`` (`dataclasses.replace` without its per-call field introspection: this runs
+        once per judgment on the hot path)."""
+        return Judgment(**{**self.__dict__, **changes})
+
+
+# Computed once: `dataclasses.fields` is slow enough to show in the per-judgment overhead.
+_JUDGMENT_FIELDS = frozenset(f.name for f in fields(Judgment))
