@@ -9,7 +9,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mr3_reward.backends.base import Backend, ChatPrompt, Constrains, EngineInfo, Generation, GenerationRequest
+from mr3_reward.backends.base import (
+    Backend,
+    ChatPrompt,
+    Constrains,
+    EngineInfo,
+    Generation,
+    GenerationRequest,
+    RunsPhases,
+)
 from mr3_reward.cache import JudgmentCache, cache_key, digest_parts
 from mr3_reward.models import DEFAULT_MODEL
 from mr3_reward.parsing import parse_judgment
@@ -160,7 +168,8 @@ class Judge:
         # What the engine declares about itself (`EngineInfo`), or None: then the judge uses its defaults.
         self._info: EngineInfo | None = self.backend if isinstance(self.backend, EngineInfo) else None
         self._revision = revision if self._info is None else self._info.revision
-        if self.sampling.verdict == "constrained" and self.backend is not None and not isinstance(self.backend, Constrains):
+        if (self.sampling.verdict == "constrained" and self.backend is not None
+                and not isinstance(self.backend, (Constrains, RunsPhases))):
             raise ValueError(
                 f"invalid Judge: verdict='constrained' needs a backend that decodes under a grammar and scores the "
                 f"rubric's labels; {type(self.backend).__name__} cannot. Use backend='transformers', 'vllm', 'openai' "
@@ -305,6 +314,8 @@ class Judge:
         if not needs_phases(sampling):
             return self.backend.generate(requests)
         thinking = [lang if self.renderer.mode.tgt_thinking else "en" for lang in languages]
+        if isinstance(self.backend, RunsPhases):
+            return self.backend.generate_in_phases(list(zip(requests, thinking)))
         return generate_in_phases(self.backend, list(zip(requests, thinking)), sampling)
 
     def _generate(self, rendered: list[RenderedPrompt], languages: list[str],

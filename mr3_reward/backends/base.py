@@ -118,6 +118,17 @@ class Constrains(Protocol):
     def score_continuations(self, items: Sequence[tuple[ChatPrompt, str]]) -> list[float | None]: ...
 
 
+@runtime_checkable
+class RunsPhases(Protocol):
+    """A backend that runs budgeted and constrained judgments (`mr3_reward.phases`) next to its engine, as a
+    Ray pool's replicas do: each phase is then one call on the replica's engine, and nothing crosses the
+    network between phases. ``requests`` pairs each request (its sampling carries the budget and verdict
+    mode) with the language its reasoning is written in.
+    """
+
+    def generate_in_phases(self, requests: Sequence[tuple[GenerationRequest, str]]) -> list[Generation]: ...
+
+
 def chat_text(tokenizer: Any, prompt: ChatPrompt) -> str:
     """The exact prompt text: the model's own chat template (thinking enabled) + the assistant prefix.
 
