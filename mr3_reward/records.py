@@ -13,11 +13,11 @@ one or none -> binary.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mr3_reward.data import iter_jsonl  # re-exported: callers read JSONL from here
 from mr3_reward.errors import InputError
 from mr3_reward.types import JudgeRequest, TaskKind
 
@@ -88,31 +88,13 @@ def row_to_request(row: Any, default_task: str = "auto") -> JudgeRequest:
     )
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) for each non-blank line; bad JSON is raised as InputError."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"input {str(path)!r} is a folder; pass a JSONL file (one request per line)")
-    if not path.is_file():
-        raise InputError(f"input file {str(path)!r} does not exist")
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno}); "
-                                 "each line must be one JSON object") from None
-
-
 def read_requests(path: str | Path, default_task: str = "auto") -> list[tuple[dict[str, Any], JudgeRequest]]:
     """Read a JSONL file into (row, request) pairs, reporting every bad line at once."""
     if default_task != "auto":
         TaskKind.parse(default_task)  # an unknown --task fails before any line is read
     out: list[tuple[dict[str, Any], JudgeRequest]] = []
     problems: list[str] = []
-    for n, row in iter_jsonl(path):
+    for n, row in iter_jsonl(path, problems):  # bad JSON lines are reported with the others
         try:
             out.append((row, row_to_request(row, default_task)))
         except (ValueError, TypeError) as e:

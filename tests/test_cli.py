@@ -73,6 +73,15 @@ def test_every_bad_line_is_reported_at_once(tmp_path, capsys):
     assert code == 2 and "2 bad line(s)" in err and "in.jsonl:2:" in err and "in.jsonl:3:" in err
 
 
+def test_bad_json_and_bad_rows_are_reported_together(tmp_path, capsys):
+    code, _ = run(tmp_path, [{"prompt": "ok", "responses": ["a", "b"]}, "{not json", {"prompt": "p", "responses": 5},
+                             "[1, 2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "3 bad line(s)" in err
+    assert "in.jsonl:2: not valid JSON" in err and "in.jsonl:3: 'responses' must be a list" in err
+    assert "in.jsonl:4: not valid JSON" in err
+
+
 def test_missing_input_file(tmp_path, capsys):
     code = main(["judge", "--input", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o.jsonl"), "--backend", "fake"])
     assert code == 2 and "does not exist" in capsys.readouterr().err

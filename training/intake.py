@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mr3_reward.data import iter_rows
 from mr3_reward.parsing import normalize_label
-from mr3_reward.records import iter_jsonl, row_to_request
+from mr3_reward.records import row_to_request
 from mr3_reward.templates import conversation_text  # the reference's rendering of a message list
 from mr3_reward.types import JudgeRequest, TaskKind
 
@@ -213,26 +214,7 @@ def resolve_path(path: str, root: Path) -> Path | None:
 
 def _iter_source(spec: SourceSpec, root: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """(where, row) for each row of a source; ``where`` names the line or index for error messages."""
-    local = resolve_path(spec.path, root)
-    if local is not None and local.is_file() and local.suffix == ".jsonl":
-        for n, row in iter_jsonl(local):
-            yield f"{spec.path}:{n}", row
-        return
-    import datasets
-
-    if local is not None and local.is_dir():
-        ds = datasets.load_from_disk(str(local))
-        if isinstance(ds, datasets.DatasetDict):
-            ds = ds[spec.split]
-    elif local is not None:
-        kind = {".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(local.suffix)
-        if kind is None:
-            raise ValueError(f"source {spec.path!r}: unknown file type {local.suffix!r}; use .jsonl, .json, .parquet or .csv")
-        ds = datasets.load_dataset(kind, data_files=str(local), split="train")
-    else:
-        ds = datasets.load_dataset(spec.path, split=spec.split)  # a hub id, where a network or cache allows
-    for i, row in enumerate(ds):
-        yield f"{spec.path}[{i}]", row
+    return iter_rows(resolve_path(spec.path, root) or spec.path, spec.split, name=spec.path)
 
 
 def source_digest(spec: SourceSpec, root: Path) -> str:

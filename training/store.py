@@ -18,13 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
+
+from mr3_reward.data import read_jsonl, replacing, shard_path, write_json, write_jsonl
 
 logger = logging.getLogger("training")
 
@@ -59,32 +59,6 @@ def file_digest(path: str | Path) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def write_json(path: Path, value: Any) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = _tmp_name(path)
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    tmp = _tmp_name(path)
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())  # a shard on disk must be complete: it is never regenerated
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 class Workdir:
@@ -134,22 +108,15 @@ class Workdir:
         """Save a finished stage atomically: dataset (``data/``), ``report.json``, ``_stage.json`` last,
         plus ``extras`` (name -> a file or folder moved in, e.g. the trained model)."""
         final = self.stage_dir(stage)
-        tmp = _tmp_name(final)
-        tmp.mkdir(parents=True)
-        dataset.save_to_disk(str(tmp / "data"))
-        for name, src in (extras or {}).items():
-            shutil.move(str(src), str(tmp / name))
-        write_json(tmp / REPORT_FILE, dict(report))
-        write_json(tmp / STAGE_FILE, {"stage": stage, "digest": stage_digest, "pipeline_version": PIPELINE_VERSION})
-        if final.exists():
-            # Two renames are not one atomic step, but a crash between them leaves no stage folder, which
-            # only means the stage runs again.
-            trash = _tmp_name(final.with_name(final.name + ".old"))
-            os.replace(final, trash)
-            os.replace(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        # Replacing a finished stage takes two renames, not one atomic step; a crash between them leaves no
+        # stage folder, which only means the stage runs again.
+        with replacing(final) as tmp:
+            tmp.mkdir(parents=True)
+            dataset.save_to_disk(str(tmp / "data"))
+            for name, src in (extras or {}).items():
+                shutil.move(str(src), str(tmp / name))
+            write_json(tmp / REPORT_FILE, dict(report))
+            write_json(tmp / STAGE_FILE, {"stage": stage, "digest": stage_digest, "pipeline_version": PIPELINE_VERSION})
         self.clear_partial(stage)
         return final
 
@@ -190,7 +157,7 @@ def run_sharded(
     out: list[dict[str, Any]] = []
     reused = 0
     for i in range(n):
-        path = shard_dir / f"shard-{i:05d}.jsonl" if shard_dir is not None else None
+        path = shard_path(shard_dir, i) if shard_dir is not None else None
         if path is not None and path.is_file():
             out += read_jsonl(path)
             reused += 1

@@ -58,7 +58,9 @@ CASES = {
     "Judge(model=None)": (lambda: Judge(None, backend="fake"), ValueError, r"model must be a hub id.*alias such as 'smollm2-135m'"),
     "Judge(model='')": (lambda: Judge("  ", backend="fake"), ValueError, r"model must be a hub id"),
     "Judge(unknown backend)": (lambda: Judge("m", backend="vllmx"), ValueError, r"unknown backend 'vllmx'; use one of: transformers"),
-    "Judge(backend=None)": (lambda: Judge("m", backend=None), TypeError, r"backend must be a name .* or an object with model_id"),
+    # backend=None is valid (a judge that renders and keys only); an object that is no backend is not.
+    "Judge(backend=object())": (lambda: Judge("m", backend=object()), TypeError, r"backend must be a name .* or an object with model_id"),
+    "Judge(backend=None).judge": (lambda: Judge("m", backend=None).judge([]), RuntimeError, r"backend=None"),
     "Judge(max_retries='2')": (lambda: judge(max_retries="2"), ValueError, r"max_retries must be an integer >= 0"),
     "Judge(max_retries=-1)": (lambda: judge(max_retries=-1), ValueError, r"max_retries must be an integer >= 0"),
     "Judge(sampling=dict)": (lambda: judge(sampling={"max_tokens": 5}), ValueError, r"sampling must be a Sampling, e\.g\. Sampling\(max_tokens=512\)"),
