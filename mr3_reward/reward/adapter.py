@@ -1,0 +1,188 @@
+"""`MR3Reward` and `AsyncMR3Reward`: the TRL reward-function contract around the judge.
+
+``__call__(prompts, completions, **kwargs) -> list[float | None]``, picklable, with ``__name__``; the
+work is done by the modules it calls: `rows` (batch -> rows), `modes` (scoring per mode), `groups`
+(group mode across ranks) and `metrics` (what goes to TRL's logs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from mr3_reward.backends.base import Backend
+from mr3_reward.backends.ray_pool import JudgePool  # Ray itself is imported only when a pool is used
+from mr3_reward.cache import JudgmentCache
+from mr3_reward.judge import DEFAULT_MODEL, Judge
+from mr3_reward.reward.groups import RankGroups
+from mr3_reward.reward.metrics import call_metrics, report
+from mr3_reward.reward.modes import SCORERS, screen
+from mr3_reward.reward.options import REFERENCE_MODES, RewardConfig, reward_config
+from mr3_reward.reward.rows import to_rows
+from mr3_reward.types import Rubric, TaskKind
+
+_OPTIONS = frozenset(f.name for f in fields(RewardConfig))
+
+
+def _rebuildable(backend: Any) -> bool:
+    """A backend named by a string, or a pool client (it reconnects by name), is rebuilt after unpickling
+    instead of pickling a loaded model."""
+    return isinstance(backend, (str, JudgePool))
+
+
+class MR3Reward:
+    """An mR3 judge as a reward function: ``__call__(prompts, completions, **kwargs) -> list[float | None]``.
+
+    model (`str`): hub id, local dir or alias of the judge (ignored when ``judge`` is given).
+    judge (`Judge`, *optional*): a ready judge; then model/backend/cache/sampling options must not be given.
+    backend (`str | Backend`): ``"transformers"`` (default), ``"vllm"``, ``"openai"``, ``"fake"`` or an instance.
+    pool (`str | JudgePool`, *optional*): judge with a running Ray judge pool (``"mr3-judges"``, see
+        ``mr3 serve``) instead of a local engine; its model is the pool's.
+    mode (`str`): ``pointwise`` (default), ``binary``, ``reference``, ``strength`` or ``group`` (see
+        `mr3_reward.reward`).
+    task (`str`, *optional*): the judge task; defaults from the mode.
+    rubric (`dict | Rubric`, *optional*): a fixed rubric; a ``rubric`` dataset column overrides it per row.
+    task_description (`str`, *optional*): likewise, overridden by a ``task_description`` column.
+    language (`str`): the default language code when no ``language`` column is present.
+    language_mode, pack, family: rendering options, see `Judge`.
+    cache (`str | JudgmentCache | None`): ``"default"`` (a per-user SQLite file, the default), a path,
+        ``":memory:"``, or None to turn caching off.
+    debias (`str`, *optional*): ``"both"`` judges pairs in both orders; default ``"both"`` for pairwise modes.
+    on_disagree (`str`): ``"tie"``, ``"mean"`` or ``"first"`` when the two orders disagree.
+    soft (`bool`): use the engine's label probabilities where it reports them (hard verdicts otherwise).
+    group_opponents (`int`, *optional*): in group mode, compare each completion with k others only.
+    group_size (`int`, *optional*): with ``pool=`` in group mode, the number of completions per prompt
+        (GRPO's ``num_generations``): ranks that hold parts of one group gather it through the pool and it is
+        judged once, whole (`mr3_reward.reward.groups`). rank (`int`, *optional*): this process's rank
+        (default: the ``RANK`` environment variable). group_timeout_s (`float`): how long to wait for a
+        group's other parts before judging the part held here.
+    columns (`dict`, *optional*): read a logical input from another column, e.g. ``{"reference": "answer"}``.
+    name (`str`): the reward's name in TRL logs (``rewards/<name>/mean``) and the completions table.
+    max_tokens etc.: any `Sampling` field overrides the mR3 default.
+
+    The checked options are `RewardConfig` (``reward.config``) and read as attributes too (``reward.mode``).
+
+    >>> reward = MR3Reward(model="fake", backend="fake", mode="binary", cache=None)
+    >>> reward(["What is 2+2?"], ["4"])
+    [1.0]
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        judge: Judge | None = None,
+        backend: str | Backend = "transformers",
+        pool: str | JudgePool | None = None,
+        mode: str = "pointwise",
+        task: str | TaskKind | None = None,
+        rubric: Rubric | Mapping[str, str] | str | None = None,
+        task_description: str | None = None,
+        language: str = "en",
+        language_mode: str = "auto",
+        pack: str | Path | None = None,
+        family: str | None = None,
+        cache: str | Path | JudgmentCache | None = "default",
+        debias: str | None = None,
+        on_disagree: str = "tie",
+        soft: bool = False,
+        group_opponents: int | None = None,
+        group_size: int | None = None,
+        rank: int | None = None,
+        group_timeout_s: float = 120.0,
+        columns: Mapping[str, str] | None = None,
+        name: str = "mr3",
+        max_retries: int = 2,
+        backend_options: Mapping[str, Any] | None = None,
+        **sampling: Any,
+    ) -> None:
+        self.config = reward_config(
+            mode=mode, task=task, rubric=rubric, task_description=task_description, language=language,
+            debias=debias, on_disagree=on_disagree, soft=soft, group_opponents=group_opponents,
+            group_size=group_size, group_timeout_s=group_timeout_s, columns=columns, name=name,
+            engine=dict(judge=judge, pool=pool, backend=backend, backend_options=backend_options, pack=pack,
+                        family=family, sampling=sampling),
+        )
+        self.__name__ = name
+        self._groups = RankGroups(rank) if group_size is not None else None
+        self._step = 0
+        self._calls = 0
+        if pool is not None:
+            backend = pool if isinstance(pool, JudgePool) else JudgePool.connect(pool)
+        self._judge_args: dict[str, Any] | None = None
+        if judge is None:
+            self._judge_args = dict(
+                model=model, backend=backend, language_mode=language_mode, pack=pack, family=family,
+                cache=cache, max_retries=max_retries, backend_options=dict(backend_options or {}), **sampling,
+            )
+            judge = Judge(**self._judge_args)
+        self.judge = judge
+        self.last_metrics: dict[str, float] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names not set on the instance: the options live on the config, and an unpickled
+        # reward has no config until __setstate__ ran.
+        config = self.__dict__.get("config")
+        if config is not None and name in _OPTIONS:
+            return getattr(config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    # -- pickling: rebuild the judge from its arguments instead of pickling a loaded model -------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self._judge_args is not None and _rebuildable(self._judge_args.get("backend")):
+            state["judge"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.judge is None:
+            self.judge = Judge(**self._judge_args)
+
+    def __repr__(self) -> str:
+        return f"MR3Reward(model={self.judge.model_id!r}, mode={self.config.mode!r}, debias={self.config.debias!r})"
+
+    # -- the TRL contract ---------------------------------------------------------------------------
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+        """Rewards for ``completions`` (one per item; None where the judge could not judge).
+
+        prompts (`list[str]` or `list[list[dict]]`): plain text or conversations, one per completion.
+        completions (`list[str]` or `list[list[dict]]`): the policy's outputs.
+        kwargs: dataset columns (one value per completion) plus TRL's ``log_extra`` / ``log_metric``.
+        """
+        start = time.perf_counter()
+        config = self.config
+        rows = to_rows(prompts, completions, kwargs, config.columns, explicit=config.explicit_columns,
+                       reference_mode=config.mode if config.mode in REFERENCE_MODES else None)
+        # Which generation batch this is: ranks must agree on it to meet on a group (TRL's global step).
+        step = getattr(kwargs.get("trainer_state"), "global_step", None)
+        self._step = self._calls if step is None else step
+        self._calls += 1
+        batch = screen(rows, config)
+        if self._groups is not None:
+            self._groups.score(self.judge, config, batch, self._step)
+        else:
+            SCORERS[config.mode](self.judge, config, batch)
+        self.last_metrics = call_metrics(batch.rewards, batch.judgments, batch.verdicts, time.perf_counter() - start)
+        report(self.__name__, self.last_metrics, batch.notes, kwargs)
+        return batch.rewards
+
+    async def acall(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+        """The same as calling the reward, without blocking the event loop (the judge runs in a thread),
+        so other async reward functions and the judge overlap."""
+        return await asyncio.to_thread(self.__call__, prompts, completions, **kwargs)
+
+
+class AsyncMR3Reward(MR3Reward):
+    """`MR3Reward` with an ``async __call__``: TRL's GRPO/RLOO trainers run it on their async reward loop,
+    overlapping it with other async reward functions."""
+
+    async def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:  # type: ignore[override]
+        return await asyncio.to_thread(MR3Reward.__call__, self, prompts, completions, **kwargs)
+
+    async def acall(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+        return await self(prompts, completions, **kwargs)

@@ -1,0 +1,47 @@
+"""Judge health per call, and what goes to TRL's logs: ``log_metric`` for the numbers, ``log_extra`` for the notes.
+
+TRL logs ``<name>/<metric>`` (e.g. ``mr3/failure_rate``) with the trainer's metrics and shows the
+``<name>_verdict`` column, one note per completion, in its completions table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from mr3_reward.debias import PairVerdict, consistency
+from mr3_reward.types import Judgment
+
+
+def call_metrics(
+    rewards: Sequence[float | None], judgments: Sequence[Judgment], verdicts: Sequence[PairVerdict], seconds: float
+) -> dict[str, float]:
+    """Failure and cache-hit rates, latency, tokens spent, None rewards, and position consistency (pairs only).
+
+    >>> call_metrics([1.0, None], [Judgment(score="true"), Judgment(score=None, failure="bad_json")], [], 0.5)["failure_rate"]
+    0.5
+    """
+    made = [j for j in judgments if not j.meta.get("cached")]
+    metrics = {
+        "failure_rate": (sum(not j.ok for j in judgments) / len(judgments)) if judgments else 0.0,
+        "cache_hit_rate": (1 - len(made) / len(judgments)) if judgments else 0.0,
+        "latency_s": seconds,
+        "completion_tokens": float(sum(j.completion_tokens for j in made)),
+        "none_rewards": float(sum(r is None for r in rewards)),
+        "judgments": float(len(judgments)),
+    }
+    c = consistency(verdicts)
+    if c is not None:
+        metrics["position_consistency"] = c
+    return metrics
+
+
+def report(name: str, metrics: Mapping[str, float], notes: list[str], kwargs: Mapping[str, Any]) -> None:
+    """Hand the metrics and notes to TRL's ``log_metric`` / ``log_extra`` when the call received them."""
+    log_metric: Callable[[str, float], None] | None = kwargs.get("log_metric")
+    log_extra: Callable[[str, list], None] | None = kwargs.get("log_extra")
+    if callable(log_metric):
+        for key, value in metrics.items():
+            log_metric(f"{name}/{key}", value)
+    if callable(log_extra):
+        log_extra(f"{name}_verdict", notes)

@@ -1,0 +1,181 @@
+"""Scoring per mode: rows in, a reward and a note per row out (see the table in `mr3_reward.reward`).
+
+Every mode starts from `screen`, which settles the rows that need no judgment (not text, empty, a rubric
+column that does not fit the mode); the scorers then judge the rest in one judge call each:
+
+- `score_single` (pointwise, binary): one judgment per completion, normalized by `mr3_reward.scoring`;
+- `score_reference` (reference, strength): the completion against the row's reference, in both orders;
+- `score_group` (group): the completions of one prompt against each other, a win rate each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mr3_reward.debias import PairVerdict, judge_pairs, pair_schedule
+from mr3_reward.reward.options import RewardConfig
+from mr3_reward.reward.rows import group_key, request_for
+from mr3_reward.scoring import single_value
+from mr3_reward.templates import DEFAULT_LABELS
+from mr3_reward.types import Judgment, Rubric, TaskKind, label_problem
+
+log = logging.getLogger("mr3_reward.reward")
+
+
+@dataclass
+class Batch:
+    """One call's rows and what is known about them so far; `screen` makes it and a scorer fills it in.
+
+    valid (`list[int]`): the rows that go to the judge; the others already have their reward and note.
+    """
+
+    rows: list[dict[str, Any]]
+    rewards: list[float | None]
+    notes: list[str]
+    valid: list[int]
+    judgments: list[Judgment] = field(default_factory=list)
+    verdicts: list[PairVerdict] = field(default_factory=list)
+
+
+def screen(rows: list[dict[str, Any]], config: RewardConfig) -> Batch:
+    """Settle the rows that are not judged: a non-text completion (None), an empty one (the mode's minimum),
+    a row whose rubric column does not fit the mode (None, with a warning)."""
+    batch = Batch(rows, [None] * len(rows), [""] * len(rows), [])
+    for i, row in enumerate(rows):
+        if row["completion"] is None:
+            batch.notes[i] = f"not judged: completion is a {row['completion_type']}, not text"
+        elif not row["completion"].strip():
+            batch.rewards[i] = -1.0 if config.mode == "strength" else 0.0
+            batch.notes[i] = "empty completion: minimum reward"
+        elif (problem := _rubric_problem(row.get("rubric"), config.task)) is not None:
+            # A bad rubric in one dataset row is that row's typed failure, not a crash in the middle of a step.
+            batch.notes[i] = f"not judged: rubric column: {problem}"
+            log.warning("MR3Reward %s: row %d not judged: rubric column: %s", config.name, i, problem)
+        else:
+            batch.valid.append(i)
+    return batch
+
+
+def _rubric_problem(value: Any, task: TaskKind) -> str | None:
+    if value is None:
+        return None
+    try:
+        return label_problem(task, Rubric.coerce(value).labels, scored=True)
+    except (TypeError, ValueError) as e:
+        return str(e)
+
+
+def pair_reward(p: float | None, config: RewardConfig) -> float | None:
+    """The reward for a preference ``p`` in [0, 1]: ``p`` itself, or the signed margin ``2p - 1`` in strength mode."""
+    if p is None:
+        return None
+    if config.mode == "strength":
+        return 2 * p - 1
+    return p
+
+
+def score_single(judge: Any, config: RewardConfig, batch: Batch) -> None:
+    """Pointwise and binary: one judgment per completion (shown with the row's reference if it has one)."""
+    rows = batch.rows
+    requests = []
+    for i in batch.valid:
+        reference = rows[i].get("reference")
+        requests.append(request_for(rows[i], config, (rows[i]["completion"],),
+                                    str(reference) if reference is not None else None))
+    batch.judgments = judge.judge(requests)
+    for i, j, request in zip(batch.valid, batch.judgments, requests):
+        # Rows whose rubric does not fit the mode never get here (see `screen`).
+        labels = request.rubric.labels if request.rubric is not None else DEFAULT_LABELS[request.task]
+        batch.rewards[i] = single_value(j, config.task, labels, soft=config.soft)
+        batch.notes[i] = f"{j.score}: {j.explanation or ''}".strip() if j.ok else f"not judged: {j.failure}"
+
+
+def score_reference(judge: Any, config: RewardConfig, batch: Batch) -> None:
+    """Reference and strength: each completion against its row's reference; an identical one is a tie."""
+    rows, todo = batch.rows, []
+    for i in batch.valid:
+        ref = rows[i]["reference"]
+        if not isinstance(ref, str):
+            batch.notes[i] = f"not judged: reference is a {type(ref).__name__}, not text"
+        elif ref == rows[i]["completion"]:
+            batch.rewards[i] = pair_reward(0.5, config)
+            batch.notes[i] = "identical to the reference: tie"
+        else:
+            todo.append(i)
+    _judge(judge, config, batch, [(rows[i], rows[i]["completion"], rows[i]["reference"]) for i in todo])
+    for i, v in zip(todo, batch.verdicts):
+        batch.rewards[i] = pair_reward(v.p_first, config)
+        batch.notes[i] = verdict_note(v)
+
+
+def score_group(judge: Any, config: RewardConfig, batch: Batch) -> None:
+    """Group: the completions of one prompt (see `group_key`) against each other; the reward is the win rate.
+
+    Empty completions play and lose to every real one; a completion that is not text, or whose rubric
+    does not fit the mode, plays no match and keeps its None. Identical completions tie without a judgment.
+    """
+    rows, valid = batch.rows, set(batch.valid)
+    empty = {i for i, row in enumerate(rows) if row["completion"] is not None and not row["completion"].strip()}
+    playing = valid | empty
+    groups: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(group_key(row), []).append(i)
+    pairs = [pair for members in groups.values() for pair in pair_schedule(members, config.group_opponents)]
+    scores: dict[int, list[float]] = {i: [] for i in range(len(rows))}
+
+    def play(a: int, b: int, p_a: float) -> None:
+        scores[a].append(p_a)
+        scores[b].append(1 - p_a)
+
+    to_judge = []
+    for a, b in pairs:
+        if a not in valid or b not in valid:
+            if a in playing and b in playing:
+                play(a, b, 0.5 if (a in valid) == (b in valid) else (1.0 if a in valid else 0.0))
+        elif rows[a]["completion"] == rows[b]["completion"]:
+            play(a, b, 0.5)
+        else:
+            to_judge.append((a, b))
+    _judge(judge, config, batch, [(rows[a], rows[a]["completion"], rows[b]["completion"]) for a, b in to_judge])
+    for (a, b), v in zip(to_judge, batch.verdicts):
+        if v.p_first is not None:
+            play(a, b, v.p_first)
+    for i in sorted(playing):
+        if scores[i]:
+            batch.rewards[i] = pair_reward(sum(scores[i]) / len(scores[i]), config)
+            batch.notes[i] = f"win rate {sum(scores[i]):g}/{len(scores[i])}"
+        elif i in valid:
+            alone = all(i not in pair for pair in pairs)
+            batch.notes[i] = ("not judged: no other completion of this prompt in the batch" if alone
+                              else "not judged: every comparison failed")
+
+
+def _judge(judge: Any, config: RewardConfig, batch: Batch, pairs: Sequence[tuple[dict, str, str]]) -> None:
+    """Judge (row, first, second) pairs, in both orders with ``debias="both"``, all in one judge call."""
+    requests = [request_for(row, config, (first, second)) for row, first, second in pairs]
+    batch.verdicts = judge_pairs(judge, requests, both=config.debias == "both", on_disagree=config.on_disagree,
+                                 soft=config.soft)
+    batch.judgments = [j for v in batch.verdicts for j in (v.forward, v.backward) if j is not None]
+
+
+def verdict_note(v: PairVerdict) -> str:
+    """What the completions table shows for a pair verdict: the preference, whether the orders agree, why."""
+    if v.p_first is None:
+        return f"not judged: {v.forward.failure}"
+    parts = [f"p={v.p_first:.2f}"]
+    if v.consistent is not None:
+        parts.append("consistent" if v.consistent else "orders disagree")
+    if v.forward.explanation:
+        parts.append(v.forward.explanation)
+    return "; ".join(parts)
+
+
+# The in-process scorer of each mode (group mode across ranks is `mr3_reward.reward.groups`).
+SCORERS: dict[str, Callable[[Any, RewardConfig, Batch], None]] = {
+    "pointwise": score_single, "binary": score_single,
+    "reference": score_reference, "strength": score_reference,
+    "group": score_group,
+}
