@@ -14,6 +14,7 @@ SUITES = {
     "debias": "benchmarks.debias",
     "pool": "benchmarks.pool",
     "budget": "benchmarks.budget",
+    "eval_generations": "benchmarks.eval_generations",
 }
 
 

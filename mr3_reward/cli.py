@@ -57,19 +57,9 @@ def _make_judge(args: argparse.Namespace):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from mr3_reward.evaluation import evaluate, load_items, markdown, write_reports
+    from mr3_reward.evaluation.cli import cmd_eval as run_eval
 
-    try:  # checked first: a typo here should not cost loading the data and the model
-        seeds = [int(x) for x in args.seeds.split(",")]
-    except ValueError:
-        raise ValueError(f"--seeds takes comma-separated integers, e.g. --seeds 0,1,2; got {args.seeds!r}") from None
-    items = load_items(args.data, args.layout, split=args.split, limit=args.limit)
-    judge = _make_judge(args)
-    result = evaluate(judge, items, args.layout, seeds=seeds, both_orders=args.both_orders)
-    paths = write_reports(result, args.out)
-    print(markdown(result))
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return 0
+    return run_eval(args)
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
@@ -124,17 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--quiet", action="store_true")
     j.set_defaults(func=cmd_judge)
 
-    e = sub.add_parser("eval", help="evaluate a judge on a labelled preference set", description=(
-        "Accuracy per language (m-RewardBench section weighting), HelpSteer3 Kendall/Pearson, failed parses, "
-        "position consistency with --both-orders, mean ± std over --seeds; writes eval.json, eval.md and a PNG."))
-    e.add_argument("--data", required=True, help="JSONL, Parquet, a save_to_disk folder or a hub dataset id")
-    e.add_argument("--layout", required=True, help="m-reward-bench | reward-bench | mm-eval | indopref | helpsteer3")
-    e.add_argument("--split", default="test")
-    e.add_argument("--limit", type=int)
-    e.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (the paper's average)")
-    e.add_argument("--both-orders", action="store_true", help="also judge every pair swapped: position consistency")
-    e.add_argument("--out", default="out/eval", help="folder for eval.json, eval.md and eval_languages.png")
-    add_judge_arguments(e)
+    from mr3_reward.evaluation.cli import add_eval_arguments
+
+    e = sub.add_parser("eval", help="score a judge on a benchmark as the mR3 reference does", description=(
+        "Score a judge on a benchmark (m-RewardBench, RewardBench, MM-Eval, IndoPref, HelpSteer3, INCLUDE, MGSM, "
+        "RTP-LX, PolyGuard) as the mR3 reference does (--protocol reference), with our parser and re-sampling "
+        "(ours) or both; from saved --generations without a model; writes eval.json, eval.md and a PNG."))
+    add_eval_arguments(e)
     e.set_defaults(func=cmd_eval)
 
     lab = sub.add_parser("label", help="label sampled responses into DPO pairs (resumable)", description=(
