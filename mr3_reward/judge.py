@@ -18,6 +18,7 @@ from mr3_reward.backends.base import (
     GenerationRequest,
     RunsPhases,
 )
+from mr3_reward.backends.registry import make_backend
 from mr3_reward.cache import JudgmentCache, cache_key, digest_parts
 from mr3_reward.models import DEFAULT_MODEL
 from mr3_reward.parsing import parse_judgment
@@ -25,40 +26,10 @@ from mr3_reward.phases import generate_in_phases, needs_phases
 from mr3_reward.templates import LanguageMode, RenderedPrompt, Renderer, RubricPack, approx_tokens
 from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
 
-BACKENDS = ("transformers", "vllm", "openai", "fake")
 # The input limit for an engine that reports no context: mR3's 32768 tokens less the 16384 it may generate.
 DEFAULT_MAX_INPUT_TOKENS = 16384
 RECENT_REQUESTS = 4096
 _NOT_CACHED = (Failure.ENGINE_ERROR.value, Failure.INPUT_TOO_LONG.value)
-
-
-def make_backend(backend: str | Backend, model: str, **options: Any) -> Backend:
-    """Build a backend by name (imports stay lazy), or pass an instance through."""
-    if not isinstance(backend, str):
-        if not isinstance(backend, Backend):
-            raise TypeError(f"backend must be a name ({', '.join(BACKENDS)}) or an object with model_id and "
-                            f"generate(requests); got {type(backend).__name__}")
-        return backend
-    if backend == "transformers":
-        from mr3_reward.backends.transformers import TransformersBackend
-
-        return TransformersBackend(model, **options)
-    if backend == "vllm":
-        from mr3_reward.backends.vllm import VLLMBackend
-
-        return VLLMBackend(model, **options)
-    if backend == "openai":
-        if "base_url" not in options:
-            raise ValueError("backend 'openai' needs the server's URL: backend_options={'base_url': "
-                             "'http://127.0.0.1:8000/v1'} (the model name is the one the server serves)")
-        from mr3_reward.backends.openai import OpenAIBackend
-
-        return OpenAIBackend(model, **options)
-    if backend == "fake":
-        from mr3_reward.backends.fake import FakeBackend
-
-        return FakeBackend(model_id=model, **options)
-    raise ValueError(f"unknown backend {backend!r}; use one of: {', '.join(BACKENDS)}")
 
 
 def open_cache(cache: str | Path | JudgmentCache | None) -> JudgmentCache | None:

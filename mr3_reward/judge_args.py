@@ -10,7 +10,8 @@ from typing import Any
 
 
 def add_judge_arguments(parser: argparse.ArgumentParser, *, cache_default: str | None = None) -> None:
-    from mr3_reward.judge import BACKENDS, DEFAULT_MODEL
+    from mr3_reward.backends.registry import BACKENDS
+    from mr3_reward.judge import DEFAULT_MODEL
     from mr3_reward.models import ALIASES
     from mr3_reward.templates import LanguageMode
 
@@ -23,6 +24,12 @@ def add_judge_arguments(parser: argparse.ArgumentParser, *, cache_default: str |
     g.add_argument("--pack", help="official rubric pack directory (needed for non-English template text)")
     g.add_argument("--family", help="pack template, e.g. strict_pair/general, helpsteer3, mgsm, polyguard/prompt_template")
     g.add_argument("--max-tokens", type=int, help="cap on generated tokens per judgment (default 16384)")
+    g.add_argument("--thinking-budget", type=int, help="most tokens the judge may think before </think> is closed "
+                   "for it (default: unbounded, what the reference evaluated)")
+    g.add_argument("--verdict", choices=["free", "constrained"], help="free: the judge writes its own answer "
+                   "(default); constrained: the answer is decoded under the rubric's labels and always parses")
+    g.add_argument("--explanation-tokens", type=int, help="with --verdict constrained: cap on the explanation "
+                   "(default 128)")
     g.add_argument("--temperature", type=float)
     g.add_argument("--seed", type=int)
     g.add_argument("--max-retries", type=int, default=2, help="re-samples of failed items (default 2)")
@@ -41,8 +48,9 @@ def add_judge_arguments(parser: argparse.ArgumentParser, *, cache_default: str |
 
 def judge_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for `Judge` (all but the model) from the parsed options."""
-    sampling = {k: v for k, v in dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed).items()
-                if v is not None}
+    given = dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed,
+                 thinking_budget=args.thinking_budget, verdict=args.verdict, explanation_tokens=args.explanation_tokens)
+    sampling = {k: v for k, v in given.items() if v is not None}
     backend_options: dict[str, Any] = {}
     if args.backend == "transformers":
         backend_options = {"device": args.device, "dtype": args.dtype or "float32", "batch_size": args.batch_size}
