@@ -6,6 +6,7 @@ TRL logs ``<name>/<metric>`` (e.g. ``mr3/failure_rate``) with the trainer's metr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,7 +17,8 @@ from mr3_reward.types import Judgment
 def call_metrics(
     rewards: Sequence[float | None], judgments: Sequence[Judgment], verdicts: Sequence[PairVerdict], seconds: float
 ) -> dict[str, float]:
-    """Failure and cache-hit rates, latency, tokens spent, None rewards, and position consistency (pairs only).
+    """Failure and cache-hit rates, latency, tokens spent, None rewards, position consistency (pairs only), and
+    the mean label entropy over judgments that carry label probabilities (constrained verdicts always do).
 
     >>> call_metrics([1.0, None], [Judgment(score="true"), Judgment(score=None, failure="bad_json")], [], 0.5)["failure_rate"]
     0.5
@@ -33,7 +35,19 @@ def call_metrics(
     c = consistency(verdicts)
     if c is not None:
         metrics["position_consistency"] = c
+    sure = [label_entropy(j.label_probs) for j in judgments if j.label_probs]
+    if sure:  # how sure the judge was: 0 = all mass on one label
+        metrics["label_entropy"] = sum(sure) / len(sure)
     return metrics
+
+
+def label_entropy(probs: Mapping[str, float]) -> float:
+    """Entropy in nats of a judgment's label distribution (0 when one label has all the mass).
+
+    >>> round(label_entropy({"true": 0.5, "false": 0.5}), 4)
+    0.6931
+    """
+    return -sum(p * math.log(p) for p in probs.values() if p > 0)
 
 
 def report(name: str, metrics: Mapping[str, float], notes: list[str], kwargs: Mapping[str, Any]) -> None:
