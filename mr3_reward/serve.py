@@ -19,7 +19,8 @@ import sys
 import time
 from typing import Any
 
-from mr3_reward.backends.ray_pool import DEFAULT_NAME, ENGINES, NAMESPACE, JudgePool
+from mr3_reward.backends.ray_pool import DEFAULT_NAME, NAMESPACE, JudgePool
+from mr3_reward.backends.registry import BACKENDS
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +32,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start: run a local Ray instance in this process and serve in the foreground")
     g = parser.add_argument_group("start")
     g.add_argument("--model", help="hub id, local dir or alias of the judge")
-    g.add_argument("--engine", default="vllm", help=f"{', '.join(ENGINES)} or package.module:Class (default vllm)")
+    g.add_argument("--engine", default="vllm", help=f"{', '.join(BACKENDS)} or package.module:Class (default vllm)")
     g.add_argument("--replicas", type=int, default=1)
     g.add_argument("--gpus-per-replica", type=float, default=1.0, help="vLLM uses tensor parallelism over them")
     g.add_argument("--cpus-per-replica", type=float, default=1.0)

@@ -232,12 +232,12 @@ def tiny(one_thread):
 
 @pytest.mark.model
 def test_backend_attributes(smol):
-    from mr3_reward.backends.base import Backend
+    from mr3_reward.backends.base import Backend, EngineInfo
 
-    assert isinstance(smol, Backend)
+    assert isinstance(smol, Backend) and isinstance(smol, EngineInfo)
     assert smol.model_id == "smollm2-135m" and smol.revision is None
     assert smol.eos_token_ids == (2,)  # <|im_end|>
-    assert smol.context_length == 8192
+    assert smol.max_model_len == 8192
     assert smol.tokenizer.padding_side == "left"
 
 
@@ -330,7 +330,7 @@ def test_batch_failure_is_reported_per_item(tiny, monkeypatch):
 
 @pytest.mark.model
 def test_prompt_build_failure_is_per_item(tiny, monkeypatch):
-    import mr3_reward.backends.transformers as tb
+    import mr3_reward.backends.hf as tb
 
     real = tb.chat_text
 

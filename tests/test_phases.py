@@ -153,3 +153,14 @@ def test_constrained_verdicts_need_a_backend_that_can_constrain():
 
     with pytest.raises(ValueError, match=r"verdict='constrained' needs a backend .* backend='transformers', 'vllm', 'openai'"):
         Judge(backend=Plain(), verdict="constrained")
+
+
+def test_the_fake_backend_runs_every_phase_for_unit_tests():
+    from mr3_reward.backends.fake import FakeBackend
+
+    fb = FakeBackend(lambda p, s: "one two three four five</think>\n" '{"explanation": "short", "score": "Assistant B"}')
+    [j] = Judge(backend=fb, thinking_budget=2, max_tokens=64, verdict="constrained", temperature=0).judge([PAIR])
+    assert j.score == "Assistant B" and j.explanation == "short" and j.meta["thinking_tokens"] == 2
+    assert sum(j.label_probs.values()) == pytest.approx(1.0) and j.label_probs["Assistant B"] == pytest.approx(0.9)
+    [free] = Judge(backend=fb, thinking_budget=2, max_tokens=64).judge([PAIR])
+    assert free.score == "Assistant B" and CLOSING_SENTENCES["en"] in free.reasoning

@@ -8,11 +8,11 @@ with ``model_id`` and ``generate(requests)`` (the `mr3_reward.backends.base.Back
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mr3_reward.backends.base import Backend
+from mr3_reward.backends.registry import load_object
 from mr3_reward.judge import make_backend
 from mr3_reward.types import Sampling
 
@@ -68,12 +68,6 @@ def load_backend(backend: str | Backend, model: str, options: dict[str, Any] | N
     """A backend by name, by ``"module:factory"`` import path, or an instance passed through."""
     options = dict(options or {})
     if isinstance(backend, str) and ":" in backend:
-        module_name, _, attr = backend.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"backend {backend!r}: cannot import {attr!r} from {module_name!r} ({exc}); "
-                             "use 'package.module:factory' with the module on the Python path") from None
-        instance = factory(model=model, **options)
+        instance = load_object(backend)(model=model, **options)
         return make_backend(instance, model)  # checks it follows the Backend protocol
     return make_backend(backend, model, **options)

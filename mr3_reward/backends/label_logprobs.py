@@ -28,9 +28,10 @@ import math
 import re
 from collections.abc import Sequence
 
-from mr3_reward.backends.base import ChatPrompt
+from mr3_reward.backends.base import ChatPrompt, GenerationRequest
+from mr3_reward.types import THINK_CLOSE
 
-__all__ = ["MAX_TAIL_TOKENS", "label_logprobs", "schema_labels"]
+__all__ = ["MAX_TAIL_TOKENS", "label_logprobs", "request_labels", "schema_labels"]
 
 # The verdict is at the end of the generation; this many trailing tokens are enough to reach it even when an
 # explanation follows the score, and bound the work on 16k-token reasoning traces.
@@ -38,7 +39,6 @@ MAX_TAIL_TOKENS = 512
 
 _ENUM = re.compile(r"""['"]enum['"]\s*:\s*(\[[^\]]*\])""")
 _SCORE_VALUE = re.compile(r"""["']?score["']?\s*[:=]\s*["']?""", re.IGNORECASE)
-_THINK_END = "</think>"
 # What may follow a complete label inside one token: a closing quote, separator, brace or whitespace.
 _AFTER_LABEL = set("\"',}] \n\t\r")
 
@@ -63,6 +63,19 @@ def schema_labels(prompt: ChatPrompt) -> tuple[str, ...] | None:
     if not isinstance(labels, list) or not labels:
         return None
     return tuple(str(label) for label in labels)
+
+
+def request_labels(request: GenerationRequest) -> tuple[str, ...] | None:
+    """The score labels of a request: those the judge sent (``request.labels``), else, for a caller that sent
+    none, the ones `schema_labels` reads back from its prompt.
+
+    >>> from mr3_reward.types import Sampling
+    >>> request_labels(GenerationRequest(ChatPrompt("s", "u"), Sampling(), labels=("yes", "no")))
+    ('yes', 'no')
+    >>> request_labels(GenerationRequest(ChatPrompt("'enum': ['true', 'false']", "u"), Sampling()))
+    ('true', 'false')
+    """
+    return request.labels or schema_labels(request.prompt)
 
 
 def _fits(remainder: str, piece: str) -> bool:
@@ -105,11 +118,11 @@ def label_logprobs(
     if not labels or not pieces or len(pieces) != len(alternatives):
         return None
     full = prefix + text
-    think_end = full.rfind(_THINK_END)
+    think_end = full.rfind(THINK_CLOSE)
     if think_end < 0:
         return None
     match = None
-    for match in _SCORE_VALUE.finditer(full, think_end + len(_THINK_END)):
+    for match in _SCORE_VALUE.finditer(full, think_end + len(THINK_CLOSE)):
         pass
     if match is None:
         return None

@@ -16,7 +16,8 @@ Why these choices:
 * **The API key stays in the environment.** It is read from ``api_key_env`` when a call opens its client,
   never stored on the backend, and scrubbed from any message that would echo it.
 
-The ``openai`` package is imported inside the class: ``pip install 'mr3-reward[openai]'``.
+What is sent and how answers and errors are read is `mr3_reward.backends.openai_wire`. The ``openai``
+package is imported inside the class: ``pip install 'mr3-reward[openai]'``.
 """
 
 from __future__ import annotations
@@ -25,17 +26,14 @@ import asyncio
 import concurrent.futures
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mr3_reward.backends.base import ChatPrompt, Generation, GenerationRequest, chat_text
-from mr3_reward.backends.label_logprobs import MAX_TAIL_TOKENS, label_logprobs, schema_labels
-from mr3_reward.models import resolve
-from mr3_reward.types import Sampling
+from mr3_reward.backends.hf import engine_error, load_tokenizer, token_ids
+from mr3_reward.backends.openai_wire import explain_failure, request_fields, served_context, to_generation
 
 __all__ = ["OpenAIBackend"]
-
-_MAX_MESSAGE = 400  # characters of a server's error text kept in an item's error
 
 
 def _import_openai() -> Any:
@@ -46,34 +44,32 @@ def _import_openai() -> Any:
     return openai
 
 
-def _error(message: str, prompt_tokens: int = 0) -> Generation:
-    return Generation(text="", finish_reason="error", prompt_tokens=prompt_tokens, error=message)
-
-
-def _load_tokenizer(tokenizer: Any, model: str, revision: str | None) -> Any:
-    if tokenizer is not None and not isinstance(tokenizer, str):
-        if not hasattr(tokenizer, "apply_chat_template"):
-            raise TypeError(
-                f"tokenizer must be a model name/folder or a tokenizer with apply_chat_template; got "
-                f"{type(tokenizer).__name__}"
-            )
-        return tokenizer
-    name = tokenizer or model
-    try:
-        path = resolve(name, revision=revision)
-    except (OSError, ValueError) as exc:
-        raise ValueError(
-            f"OpenAIBackend renders prompts with the served model's own tokenizer and chat template, and could "
-            f"not find one for {name!r}: {exc}. Pass tokenizer= a local model folder, an alias or a hub id of "
-            "the model the server runs"
-        ) from exc
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path)
+def _option_problems(model: Any, base_url: Any, max_concurrency: Any, timeout_s: Any, max_retries: Any,
+                     backoff_s: Any, label_logprobs: Any, api_key_env: Any) -> list[str]:
+    """Every problem with `OpenAIBackend`'s options, in one list."""
+    problems = []
+    if not isinstance(model, str) or not model.strip():
+        problems.append(f"model must be the served model's name, got {model!r}")
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        problems.append(f"base_url must be an http(s) URL such as 'http://127.0.0.1:8000/v1', got {base_url!r}")
+    if not isinstance(max_concurrency, int) or max_concurrency < 1:
+        problems.append(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+    if not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
+        problems.append(f"timeout_s must be > 0, got {timeout_s!r}")
+    if not isinstance(max_retries, int) or max_retries < 0:
+        problems.append(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    if not isinstance(backoff_s, (int, float)) or backoff_s < 0:
+        problems.append(f"backoff_s must be >= 0, got {backoff_s!r}")
+    if not isinstance(label_logprobs, int) or label_logprobs < 0:
+        problems.append(f"label_logprobs must be an integer >= 0 (0 = off), got {label_logprobs!r}")
+    if api_key_env is not None and (not isinstance(api_key_env, str) or not api_key_env):
+        problems.append(f"api_key_env must be the name of an environment variable or None, got {api_key_env!r}")
+    return problems
 
 
 class OpenAIBackend:
-    """Generate through an OpenAI-compatible completions endpoint, all requests of a call concurrently.
+    """Generate through an OpenAI-compatible completions endpoint, all requests of a call concurrently; an
+    `EngineInfo`.
 
     Args:
         model (`str`):
@@ -141,23 +137,8 @@ class OpenAIBackend:
         extra_body: dict[str, Any] | None = None,
         revision: str | None = None,
     ) -> None:
-        problems = []
-        if not isinstance(model, str) or not model.strip():
-            problems.append(f"model must be the served model's name, got {model!r}")
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            problems.append(f"base_url must be an http(s) URL such as 'http://127.0.0.1:8000/v1', got {base_url!r}")
-        if not isinstance(max_concurrency, int) or max_concurrency < 1:
-            problems.append(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
-        if not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
-            problems.append(f"timeout_s must be > 0, got {timeout_s!r}")
-        if not isinstance(max_retries, int) or max_retries < 0:
-            problems.append(f"max_retries must be an integer >= 0, got {max_retries!r}")
-        if not isinstance(backoff_s, (int, float)) or backoff_s < 0:
-            problems.append(f"backoff_s must be >= 0, got {backoff_s!r}")
-        if not isinstance(label_logprobs, int) or label_logprobs < 0:
-            problems.append(f"label_logprobs must be an integer >= 0 (0 = off), got {label_logprobs!r}")
-        if api_key_env is not None and (not isinstance(api_key_env, str) or not api_key_env):
-            problems.append(f"api_key_env must be the name of an environment variable or None, got {api_key_env!r}")
+        problems = _option_problems(model, base_url, max_concurrency, timeout_s, max_retries, backoff_s,
+                                    label_logprobs, api_key_env)
         if problems:
             raise ValueError("invalid OpenAIBackend options: " + "; ".join(problems))
 
@@ -173,7 +154,7 @@ class OpenAIBackend:
         self.label_logprobs = label_logprobs
         self.sampling_extensions = bool(sampling_extensions)
         self.extra_body = dict(extra_body or {})
-        self.tokenizer = _load_tokenizer(tokenizer, model, revision)
+        self.tokenizer = load_tokenizer(tokenizer, model, revision, user="OpenAIBackend")
         self.max_model_len: int | None = None
         self._probed = False
 
@@ -215,7 +196,7 @@ class OpenAIBackend:
                 text = chat_text(self.tokenizer, req.prompt)
                 n_tokens = self._count(text)
             except Exception as exc:  # a template or tokenizer problem belongs to this item only
-                results[i] = _error(f"could not build the prompt: {type(exc).__name__}: {exc}")
+                results[i] = engine_error(f"could not build the prompt: {type(exc).__name__}: {exc}")
                 continue
             todo.append((i, text, n_tokens))
         if todo:
@@ -227,7 +208,7 @@ class OpenAIBackend:
                 )
             for (i, _, _), generation in zip(todo, done):
                 results[i] = generation
-        return [g if g is not None else _error("internal error: no result") for g in results]
+        return [g if g is not None else engine_error("internal error: no result") for g in results]
 
     def count_tokens(self, prompt: ChatPrompt) -> int:
         """Tokens ``prompt`` takes by the local tokenizer (chat template and prefix included); the judge uses
@@ -235,8 +216,10 @@ class OpenAIBackend:
         return self._count(chat_text(self.tokenizer, prompt))
 
     def _count(self, text: str) -> int:
-        # The rendered text holds every special token already; adding them again would count a BOS twice.
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(token_ids(self.tokenizer, text))
+
+    def observe(self, stats: Mapping[str, int]) -> None:
+        """The server keeps no statistics of its callers: nothing to do."""
 
     # ----------------------------------------------------------------------------------------------------
 
@@ -257,57 +240,15 @@ class OpenAIBackend:
         except Exception:
             return  # unreachable or not listed: the requests themselves will say so, with retries
         self._probed = True
-        for entry in getattr(listing, "data", None) or []:
-            if getattr(entry, "id", None) == self.model_id:
-                extra = getattr(entry, "model_extra", None) or {}
-                value = extra.get("max_model_len", getattr(entry, "max_model_len", None))
-                if isinstance(value, int) and value > 0:
-                    self.max_model_len = value
-
-    def _request_fields(self, text: str, n_tokens: int, sampling: Sampling) -> dict[str, Any] | str:
-        max_tokens = sampling.max_tokens
-        if self.max_model_len is not None:
-            room = self.max_model_len - n_tokens
-            if room < 1:
-                return (
-                    f"prompt has {n_tokens} tokens and {'fills' if room == 0 else 'is longer than'} the server's "
-                    f"context of {self.max_model_len} tokens at {self.base_url}, leaving no room to generate; "
-                    "shorten the input or start the server with a larger --max-model-len"
-                )
-            # vLLM refuses max_tokens above its context instead of stopping there; capping gives what an
-            # in-process engine does: the generation ends at the context with finish_reason "length".
-            max_tokens = min(max_tokens, room)
-        fields: dict[str, Any] = {
-            "model": self.model_id,
-            "prompt": text,
-            "max_tokens": max_tokens,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "n": 1,
-        }
-        if sampling.seed is not None:
-            fields["seed"] = sampling.seed
-        if self.label_logprobs:
-            fields["logprobs"] = self.label_logprobs
-        extra: dict[str, Any] = {}
-        if self.sampling_extensions:
-            extra = {
-                "top_k": sampling.top_k if sampling.top_k > 0 else -1,
-                "min_p": sampling.min_p,
-                "skip_special_tokens": False,
-                "spaces_between_special_tokens": False,
-            }
-        extra.update(self.extra_body)
-        if extra:
-            fields["extra_body"] = extra
-        return fields
+        value = served_context(listing, self.model_id)
+        if value is not None:
+            self.max_model_len = value
 
     async def _complete(self, client: Any, limit: asyncio.Semaphore, text: str, n_tokens: int,
                         request: GenerationRequest) -> Generation:
-        openai = self._openai
-        fields = self._request_fields(text, n_tokens, request.sampling)
+        fields = request_fields(self, text, n_tokens, request.sampling)
         if isinstance(fields, str):
-            return _error(fields, prompt_tokens=n_tokens)
+            return engine_error(fields, prompt_tokens=n_tokens)
         attempts = self.max_retries + 1
         failure = ""
         for attempt in range(attempts):
@@ -317,110 +258,9 @@ class OpenAIBackend:
             try:
                 async with limit:
                     response = await client.completions.create(**fields)
-                return self._to_generation(response, request.prompt, n_tokens)
-            except openai.APITimeoutError:
-                failure = (
-                    f"no answer from {self.base_url} within timeout_s={self.timeout_s:g} s, {attempts} attempt(s); "
-                    "raise timeout_s, lower max_tokens, or lower max_concurrency if the server is overloaded"
-                )
-            except openai.APIConnectionError as exc:
-                cause = exc.__cause__ or exc
-                failure = (
-                    f"could not reach the OpenAI-compatible server at {self.base_url} "
-                    f"({type(cause).__name__}: {self._scrub(str(cause)) or 'connection failed'}), {attempts} attempt(s); "
-                    "start the server (e.g. `vllm serve MODEL --host 127.0.0.1 --port 8000`) or fix base_url"
-                )
-            except openai.APIStatusError as exc:
-                status = exc.status_code
-                if status == 429 or status >= 500:
-                    failure = (
-                        f"the server at {self.base_url} answered HTTP {status} on each of {attempts} attempt(s): "
-                        f"{self._server_message(exc)}"
-                    )
-                    continue
-                return _error(self._client_error(exc, n_tokens), prompt_tokens=n_tokens)
-            except Exception as exc:  # a malformed answer: not worth repeating
-                return _error(
-                    f"unexpected answer from {self.base_url}: {type(exc).__name__}: {self._scrub(str(exc))[:_MAX_MESSAGE]}",
-                    prompt_tokens=n_tokens,
-                )
-        return _error(failure, prompt_tokens=n_tokens)
-
-    def _client_error(self, exc: Any, n_tokens: int) -> str:
-        status, message = exc.status_code, self._server_message(exc)
-        head = f"the server at {self.base_url} rejected the request with HTTP {status}: {message}. "
-        lowered = message.lower()
-        if status == 404 or "does not exist" in lowered:
-            return head + (
-                f"It does not serve a model named {self.model_id!r}: pass the served name (GET "
-                f"{self.base_url}/models lists them; vllm serve sets it with --served-model-name)"
-            )
-        if status in (401, 403):
-            where = f"the {self.api_key_env} environment variable" if self.api_key_env else "api_key_env"
-            return head + f"Authentication failed: put a valid API key in {where}"
-        if "context length" in lowered or "input_tokens" in lowered or "too long" in lowered:
-            return head + (
-                f"The prompt ({n_tokens} tokens by the local tokenizer) does not fit the server's context: "
-                "shorten the input, lower max_tokens, or start the server with a larger --max-model-len"
-            )
-        if "max_tokens" in lowered:
-            return head + "Lower max_tokens, or start the server with a larger --max-model-len"
-        return head + "Check the request options (sampling, extra_body) against what this server accepts"
-
-    def _server_message(self, exc: Any) -> str:
-        body = getattr(exc, "body", None)
-        message = None
-        if isinstance(body, dict):
-            inner = body.get("error", body)
-            message = inner.get("message") if isinstance(inner, dict) else None
-            message = message or body.get("message") or body.get("detail")
-        return self._scrub(str(message or getattr(exc, "message", "") or exc))[:_MAX_MESSAGE]
-
-    def _scrub(self, text: str) -> str:
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        if key and len(key) >= 4:
-            text = text.replace(key, "***")
-        return text
-
-    def _to_generation(self, response: Any, prompt: ChatPrompt, n_tokens: int) -> Generation:
-        choices = getattr(response, "choices", None) or []
-        if not choices:
-            return _error(f"the server at {self.base_url} returned no completion", prompt_tokens=n_tokens)
-        choice = choices[0]
-        reason = choice.finish_reason
-        usage = getattr(response, "usage", None)
-        prompt_tokens = getattr(usage, "prompt_tokens", None) or n_tokens
-        completion_tokens = getattr(usage, "completion_tokens", None) or 0
-        if reason not in ("stop", "length"):
-            return _error(
-                f"the server at {self.base_url} ended the generation with finish_reason={reason!r}",
-                prompt_tokens=prompt_tokens,
-            )
-        text = choice.text or ""
-        return Generation(
-            text=text,
-            finish_reason=reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            label_logprobs=self._label_logprobs(choice, text, prompt) if self.label_logprobs else None,
-        )
-
-    @staticmethod
-    def _label_logprobs(choice: Any, text: str, prompt: ChatPrompt) -> dict[str, float] | None:
-        logprobs = getattr(choice, "logprobs", None)
-        labels = schema_labels(prompt)
-        if logprobs is None or not labels or "</think>" not in prompt.prefix + text:
-            return None
-        tokens = list(logprobs.tokens or [])[-MAX_TAIL_TOKENS:]
-        chosen = list(logprobs.token_logprobs or [])[-MAX_TAIL_TOKENS:]
-        top = list(logprobs.top_logprobs or [])[-MAX_TAIL_TOKENS:]
-        if not (len(tokens) == len(chosen) == len(top)):
-            return None
-        alternatives = [
-            [(token, lp)] + [(alt, alp) for alt, alp in (options or {}).items()]
-            for token, lp, options in zip(tokens, chosen, top)
-            if lp is not None
-        ]
-        if len(alternatives) != len(tokens):
-            return None
-        return label_logprobs(text, tokens, alternatives, labels, prefix=prompt.prefix) or None
+                return to_generation(self, response, request, n_tokens)
+            except Exception as exc:  # a server error, or a malformed answer: `explain_failure` tells them apart
+                retry, failure = explain_failure(self, exc, attempts, n_tokens)
+                if not retry:
+                    return engine_error(failure, prompt_tokens=n_tokens)
+        return engine_error(failure, prompt_tokens=n_tokens)

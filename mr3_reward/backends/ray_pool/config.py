@@ -1,0 +1,100 @@
+"""How a judge pool is built (`PoolConfig`), its names, its error, and the two helpers every part uses:
+Ray imported on demand and the first line of a remote error."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mr3_reward.backends.registry import BACKENDS, is_import_path
+
+DEFAULT_NAME = "mr3-judges"
+NAMESPACE = "mr3"
+ENGINES = BACKENDS  # the engine names a replica can run: the backends `make_backend` knows
+
+
+class PoolError(RuntimeError):
+    """A pool could not be started or reached as asked (the message says what to change)."""
+
+
+def _ray():
+    import ray
+
+    return ray
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """How a pool is built; the controller keeps it, clients read it when they connect.
+
+    model (`str`): hub id, local directory or alias of the judge.
+    engine (`str`): the backend each replica runs: ``vllm``, ``transformers``, ``openai``, ``fake``, or
+        ``package.module:Class`` for any class built as ``Class(model, **backend_options)`` with
+        ``model_id`` and ``generate`` (e.g. ``mr3_reward.backends.testing:LatencyBackend``).
+    gpus_per_replica (`float`): GPUs reserved per replica; with vLLM and more than one GPU the engine uses
+        tensor parallelism over them. cpus_per_replica (`float`): CPUs reserved per replica.
+    resources (`dict`): extra Ray resources per replica (a custom resource marks judge nodes).
+    backend_options (`dict`): passed to the engine's constructor in every replica.
+    max_batch (`int`): the most items a replica sends to its engine in one call.
+    request_timeout_s (`float`): how long one attempt of a chunk may take before it is re-sent, and how long
+        an engine may sit on one batch before the controller restarts its replica.
+    max_restarts (`int`): restarts of one replica (crashes and hang restarts) before it is taken out.
+    health_interval_s (`float`): how often the controller checks the replicas.
+    """
+
+    model: str
+    engine: str = "vllm"
+    gpus_per_replica: float = 1.0
+    cpus_per_replica: float = 1.0
+    resources: Mapping[str, float] = field(default_factory=dict)
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
+    max_batch: int = 256
+    request_timeout_s: float = 900.0
+    max_restarts: int = 5
+    health_interval_s: float = 5.0
+
+    def problems(self) -> list[str]:
+        out = []
+        if not isinstance(self.model, str) or not self.model:
+            out.append("model must be a model id, a local directory or an alias")
+        if self.engine not in ENGINES and not is_import_path(self.engine):
+            out.append(f"unknown engine {self.engine!r}; use one of: {', '.join(ENGINES)}, or package.module:Class")
+        if not isinstance(self.gpus_per_replica, (int, float)) or self.gpus_per_replica < 0:
+            out.append(f"gpus_per_replica must be >= 0, got {self.gpus_per_replica!r}")
+        if not isinstance(self.cpus_per_replica, (int, float)) or self.cpus_per_replica < 0:
+            out.append(f"cpus_per_replica must be >= 0, got {self.cpus_per_replica!r}")
+        if not isinstance(self.max_batch, int) or self.max_batch < 1:
+            out.append(f"max_batch must be a positive integer, got {self.max_batch!r}")
+        if not isinstance(self.request_timeout_s, (int, float)) or self.request_timeout_s <= 0:
+            out.append(f"request_timeout_s must be > 0 seconds, got {self.request_timeout_s!r}")
+        if not isinstance(self.max_restarts, int) or self.max_restarts < 0:
+            out.append(f"max_restarts must be an integer >= 0, got {self.max_restarts!r}")
+        if not isinstance(self.health_interval_s, (int, float)) or self.health_interval_s <= 0:
+            out.append(f"health_interval_s must be > 0 seconds, got {self.health_interval_s!r}")
+        for k, v in dict(self.resources).items():
+            if not isinstance(v, (int, float)) or v <= 0:
+                out.append(f"resources[{k!r}] must be a positive number, got {v!r}")
+        return out
+
+    def bundle(self) -> dict[str, float]:
+        """The placement-group bundle of one replica."""
+        b = {"CPU": float(self.cpus_per_replica), "GPU": float(self.gpus_per_replica),
+             **{k: float(v) for k, v in dict(self.resources).items()}}
+        b = {k: v for k, v in b.items() if v > 0}
+        return b or {"CPU": 0.01}  # Ray refuses an empty bundle
+
+    def engine_options(self) -> dict[str, Any]:
+        """Backend options with the defaults a replica's resources imply."""
+        options = dict(self.backend_options)
+        gpus = int(self.gpus_per_replica)
+        if self.engine == "vllm" and gpus > 1:
+            options.setdefault("tensor_parallel_size", gpus)
+        if self.engine == "transformers" and self.gpus_per_replica > 0:
+            options.setdefault("device", "cuda")
+        return options

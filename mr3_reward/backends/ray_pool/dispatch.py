@@ -1,0 +1,164 @@
+"""One `JudgePool.generate` call: cut it into chunks, route each to the least-loaded live replica within the
+client's in-flight budget, and re-send a chunk whose replica dies, raises or times out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mr3_reward.backends.base import Generation, GenerationRequest
+from mr3_reward.backends.hf import engine_error
+from mr3_reward.backends.ray_pool.config import _cause, _ray
+
+if TYPE_CHECKING:
+    from mr3_reward.backends.ray_pool.client import JudgePool
+
+log = logging.getLogger("mr3_reward.pool")
+
+
+@dataclass
+class _Chunk:
+    items: list[int]
+    cost: int  # estimated tokens: prompt characters / 4 + max_tokens, per item
+    attempts: int = 0
+    tried: set[int] = field(default_factory=set)
+    error: str = ""
+
+
+class Dispatch:
+    """The state of one call on ``pool``: chunks still to send (``todo``), chunks in flight (``flights``:
+    ref -> (chunk, replica, sent at)) and what each replica holds of this call (``load``: replica ->
+    [items, estimated tokens]). `run` returns one `Generation` per request, in order."""
+
+    def __init__(self, pool: JudgePool, requests: Sequence[GenerationRequest]) -> None:
+        self.pool = pool
+        self.requests = list(requests)
+        self.timeout = pool.config.request_timeout_s
+        self.results: list[Generation | None] = [None] * len(self.requests)
+        size = pool.chunk_size
+        self.todo = deque(_Chunk(items, sum(_tokens(self.requests[i]) for i in items))
+                          for items in (list(range(s, min(s + size, len(self.requests))))
+                                        for s in range(0, len(self.requests), size)))
+        self.load: dict[int, list[int]] = {}
+        self.flights: dict[Any, tuple[_Chunk, int, float]] = {}
+
+    def run(self) -> list[Generation]:
+        ray = _ray()
+        while self.todo or self.flights:
+            self._send()
+            if not self.flights:
+                # Nothing could be sent: no live replica. Wait a little for restarts, then give up on the chunk.
+                chunk = self.todo.popleft()
+                if self._await_replica():
+                    self.todo.appendleft(chunk)
+                else:
+                    self._fail(chunk, "no live replica in the pool")
+                continue
+            now = time.monotonic()
+            nearest = min(sent for _, _, sent in self.flights.values()) + self.timeout
+            ready, _ = ray.wait(list(self.flights), num_returns=1, timeout=max(0.0, nearest - now))
+            for ref in ready:
+                self._receive(ref)
+            self._expire()
+        return [g if g is not None else engine_error("lost") for g in self.results]
+
+    def _send(self) -> None:
+        """Send chunks, in order, while a live replica has room for the next one."""
+        while self.todo:
+            chunk = self.todo[0]
+            target = self._pick(chunk)
+            if target is None:
+                break
+            self.todo.popleft()
+            index, handle = target
+            chunk.attempts += 1
+            chunk.tried.add(index)
+            held = self.load.setdefault(index, [0, 0])
+            held[0] += len(chunk.items)
+            held[1] += chunk.cost
+            ref = handle.generate.remote([self.requests[i] for i in chunk.items])
+            self.flights[ref] = (chunk, index, time.monotonic())
+            self.pool.stats["chunks"] += 1
+
+    def _receive(self, ref: Any) -> None:
+        ray = _ray()
+        chunk, index, _ = self.flights.pop(ref)
+        self._release(index, chunk)
+        try:
+            gens = ray.get(ref)
+            if len(gens) != len(chunk.items):
+                raise RuntimeError(f"replica returned {len(gens)} generations for {len(chunk.items)} requests")
+        except ray.exceptions.RayActorError as exc:
+            self.pool.stats["deaths"] += 1
+            self._retry(chunk, index, "died", _cause(exc))
+            return
+        except Exception as exc:  # the engine raised for the whole call
+            self._retry(chunk, index, "error", f"{type(exc).__name__}: {_cause(exc)}")
+            return
+        for i, gen in zip(chunk.items, gens):
+            self.results[i] = gen
+
+    def _expire(self) -> None:
+        """Cancel and re-send the chunks that have waited ``request_timeout_s`` for an answer."""
+        ray = _ray()
+        now = time.monotonic()
+        for ref, (chunk, index, sent) in list(self.flights.items()):
+            if now - sent >= self.timeout:
+                del self.flights[ref]
+                self._release(index, chunk)
+                ray.cancel(ref)
+                self.pool.stats["timeouts"] += 1
+                self._retry(chunk, index, "timeout", f"no answer within {self.timeout:g} s")
+
+    def _pick(self, chunk: _Chunk) -> tuple[int, Any] | None:
+        """The live replica with the least outstanding work (in estimated tokens) that has room for the chunk,
+        preferring replicas the chunk has not failed on."""
+        load = self.load
+        live = self.pool._members()
+        room = [(i, h) for i, h in live if load.get(i, [0, 0])[0] + len(chunk.items) <= self.pool.max_inflight]
+        fresh = [(i, h) for i, h in room if i not in chunk.tried]
+        choices = fresh or room
+        if not choices:
+            return None
+        return min(choices, key=lambda m: (load.get(m[0], [0, 0])[1], m[0]))
+
+    def _release(self, index: int, chunk: _Chunk) -> None:
+        self.load[index][0] -= len(chunk.items)
+        self.load[index][1] -= chunk.cost
+
+    def _retry(self, chunk: _Chunk, index: int, kind: str, detail: str) -> None:
+        pool = self.pool
+        pool._handle().report.remote(index, kind, detail)
+        pool._forget(index)
+        chunk.error = f"replica {index} {kind}: {detail}"
+        if chunk.attempts >= pool.max_attempts:
+            self._fail(chunk, chunk.error)
+        else:
+            pool.stats["resent"] += 1
+            log.warning("judge pool %r: %s; re-sending %d item(s)", pool.name, chunk.error, len(chunk.items))
+            self.todo.append(chunk)
+
+    def _fail(self, chunk: _Chunk, why: str) -> None:
+        self.pool.stats["failed_items"] += len(chunk.items)
+        error = f"judge pool {self.pool.name!r}: {why} (after {chunk.attempts} attempt(s))"
+        log.error("%s: %d item(s) become typed failures", error, len(chunk.items))
+        for i in chunk.items:
+            self.results[i] = engine_error(error)
+
+    def _await_replica(self) -> bool:
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.pool._members(refresh=True):
+                return True
+            time.sleep(0.2)
+        return False
+
+
+def _tokens(request: GenerationRequest) -> int:
+    """A cheap work estimate for routing: ~4 characters per prompt token, plus the tokens it may generate."""
+    p = request.prompt
+    return (len(p.system) + len(p.user)) // 4 + request.sampling.max_tokens

@@ -1,0 +1,92 @@
+"""A pool replica: one engine behind a queue, run as a threaded Ray actor by the controller."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from mr3_reward.backends.base import Generation, GenerationRequest
+from mr3_reward.backends.ray_pool.config import PoolConfig, _ray
+from mr3_reward.backends.registry import load_object, make_backend
+
+
+class Replica:
+    """One engine behind a queue: ``generate`` calls (threads of a threaded actor) wait while one worker
+    thread sends everything queued, up to ``max_batch`` items, to the engine in one call."""
+
+    def __init__(self, index: int, config: PoolConfig) -> None:
+        self.index = index
+        self.max_batch = config.max_batch
+        if ":" in config.engine:
+            self.backend = load_object(config.engine)(config.model, **config.engine_options())
+        else:
+            self.backend = make_backend(config.engine, config.model, **config.engine_options())
+        self.started = time.time()
+        self.served = 0  # items answered
+        self.calls = 0  # engine calls
+        self.busy_since: float | None = None
+        self.waiting = 0  # items handed to generate() and not answered yet
+        self.peak = 0  # the most items ever waiting at once (what backpressure bounds)
+        self._queue: deque[tuple[list[GenerationRequest], dict]] = deque()
+        self._wake = threading.Condition()
+        threading.Thread(target=self._work, name="mr3-replica-engine", daemon=True).start()
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        slot: dict[str, Any] = {"done": threading.Event()}
+        with self._wake:
+            self._queue.append((list(requests), slot))
+            self.waiting += len(requests)
+            self.peak = max(self.peak, self.waiting)
+            self._wake.notify()
+        slot["done"].wait()
+        with self._wake:
+            self.waiting -= len(requests)
+        if "error" in slot:
+            raise slot["error"]
+        return slot["out"]
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue:
+                    self._wake.wait()
+                batch = [self._queue.popleft()]
+                size = len(batch[0][0])
+                while self._queue and size + len(self._queue[0][0]) <= self.max_batch:
+                    batch.append(self._queue.popleft())
+                    size += len(batch[-1][0])
+            flat = [r for requests, _ in batch for r in requests]
+            self.busy_since = time.time()
+            try:
+                gens = self.backend.generate(flat)
+                if len(gens) != len(flat):
+                    raise RuntimeError(f"engine returned {len(gens)} generations for {len(flat)} requests")
+            except Exception as exc:  # the whole call failed: every waiting chunk gets the error
+                for _, slot in batch:
+                    slot["error"] = exc
+                    slot["done"].set()
+                continue
+            finally:
+                self.busy_since = None
+                self.calls += 1
+            start = 0
+            for requests, slot in batch:
+                slot["out"] = gens[start:start + len(requests)]
+                start += len(requests)
+                slot["done"].set()
+            self.served += len(flat)
+
+    def ping(self) -> dict[str, Any]:
+        """Liveness and load; answered by another thread even while the engine works."""
+        ray = _ray()
+        busy = self.busy_since
+        return {
+            "index": self.index, "pid": os.getpid(), "started": self.started,
+            "node": ray.get_runtime_context().get_node_id(), "served": self.served, "calls": self.calls,
+            "queued": sum(len(r) for r, _ in list(self._queue)), "waiting": self.waiting, "peak": self.peak,
+            "busy_s": 0.0 if busy is None else time.time() - busy,
+            "model_id": getattr(self.backend, "model_id", None), "revision": getattr(self.backend, "revision", None),
+        }
