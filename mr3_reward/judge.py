@@ -12,7 +12,6 @@ from typing import Any
 from mr3_reward.backends.base import (
     Backend,
     ChatPrompt,
-    Constrains,
     EngineInfo,
     Generation,
     GenerationRequest,
@@ -20,9 +19,11 @@ from mr3_reward.backends.base import (
 )
 from mr3_reward.backends.registry import make_backend
 from mr3_reward.cache import JudgmentCache, cache_key, digest_parts
+from mr3_reward.errors import ConfigError
+from mr3_reward.judge_checks import constrained_problem, judge_problems
 from mr3_reward.models import DEFAULT_MODEL
 from mr3_reward.parsing import parse_judgment
-from mr3_reward.phases import generate_in_phases, needs_phases
+from mr3_reward.phases import generate as run_generation
 from mr3_reward.templates import LanguageMode, RenderedPrompt, Renderer, RubricPack, approx_tokens
 from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
 
@@ -68,6 +69,7 @@ def label_probs(logprobs: Mapping[str, float], labels: Sequence[str]) -> dict[st
     return {lab: weights.get(lab, 0.0) / total for lab in labels}
 
 
+
 class Judge:
     """An mR3 judge: turns `JudgeRequest`s into `Judgment`s.
 
@@ -111,25 +113,13 @@ class Judge:
         max_input_tokens: int | None = None,
         **sampling_overrides: Any,
     ) -> None:
-        problems = []
-        if (backend is None or isinstance(backend, str)) and (not isinstance(model, str) or not model.strip()):
-            problems.append(f"model must be a hub id, a local model folder or an alias such as 'smollm2-135m'; got {model!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            problems.append(f"max_retries must be an integer >= 0 (re-samples of a failed item), got {max_retries!r}")
-        if sampling is not None and not isinstance(sampling, Sampling):
-            problems.append(f"sampling must be a Sampling, e.g. Sampling(max_tokens=512), or pass fields as keywords "
-                            f"(max_tokens=512); got {type(sampling).__name__}")
-        if backend_options is not None and not isinstance(backend_options, Mapping):
-            problems.append(f"backend_options must be a dict of the backend's keyword arguments, e.g. "
-                            f"{{'device': 'cuda'}}; got {type(backend_options).__name__}")
-        if revision is not None and not isinstance(revision, str):
-            problems.append(f"revision must be a branch, tag or commit string, got {revision!r}")
-        if max_input_tokens is not None and (isinstance(max_input_tokens, bool) or not isinstance(max_input_tokens, int)
-                                             or max_input_tokens < 1):
-            problems.append(f"max_input_tokens must be a positive integer or None (from the engine's context), "
-                            f"got {max_input_tokens!r}")
+        problems = judge_problems(
+            model, backend=backend, revision=revision, language_mode=language_mode, pack=pack, family=family,
+            sampling=sampling, max_retries=max_retries, neutralize_headers=neutralize_headers,
+            backend_options=backend_options, cache=cache, max_input_tokens=max_input_tokens, **sampling_overrides,
+        )
         if problems:
-            raise ValueError("invalid Judge: " + "; ".join(problems))
+            raise ConfigError("invalid Judge: " + "; ".join(problems))
         self._config_digest: str | None = None
         # request -> (rendered, key) for recent requests: a repeated batch (a warm cache) skips rendering.
         self._recent: OrderedDict[JudgeRequest, tuple[RenderedPrompt, str]] = OrderedDict()
@@ -139,12 +129,8 @@ class Judge:
         # What the engine declares about itself (`EngineInfo`), or None: then the judge uses its defaults.
         self._info: EngineInfo | None = self.backend if isinstance(self.backend, EngineInfo) else None
         self._revision = revision if self._info is None else self._info.revision
-        if (self.sampling.verdict == "constrained" and self.backend is not None
-                and not isinstance(self.backend, (Constrains, RunsPhases))):
-            raise ValueError(
-                f"invalid Judge: verdict='constrained' needs a backend that decodes under a grammar and scores the "
-                f"rubric's labels; {type(self.backend).__name__} cannot. Use backend='transformers', 'vllm', 'openai' "
-                f"(a vLLM server), a Ray judge pool of those, or 'fake' for tests; or verdict='free'")
+        if (problem := constrained_problem(self.sampling, self.backend)) is not None:  # a named engine, now built
+            raise ConfigError("invalid Judge: " + problem)
         self.renderer = Renderer(
             model_id=self.model_id, language_mode=language_mode, pack=pack, family=family,
             neutralize_headers=neutralize_headers,
@@ -255,8 +241,9 @@ class Judge:
         for i, k in enumerate(keys):
             if k not in found:
                 first.setdefault(k, i)
-        fresh = self._generate([rendered[i] for i in first.values()], [requests[i].language for i in first.values()],
-                               progress)
+        # The language the judge reasons in: the input's with target-language thinking, else English.
+        thinking = [requests[i].language if self.renderer.mode.tgt_thinking else "en" for i in first.values()]
+        fresh = self._generate([rendered[i] for i in first.values()], thinking, progress)
         by_key = {k: j for k, j in zip(first, fresh)}
         if self.cache is not None:
             # Engine errors are transient, and an input too long for this judge's limit may fit a larger one:
@@ -280,14 +267,12 @@ class Judge:
             self._info.observe(self.last_stats)
         return out
 
-    def _engine(self, requests: list[GenerationRequest], languages: list[str], sampling: Sampling) -> list[Generation]:
-        """One round of generation: one engine call, or one per phase with a budget or constrained verdicts."""
-        if not needs_phases(sampling):
-            return self.backend.generate(requests)
-        thinking = [lang if self.renderer.mode.tgt_thinking else "en" for lang in languages]
+    def _engine(self, requests: list[GenerationRequest]) -> list[Generation]:
+        """One round of generation: one engine call, or one per phase with a budget or constrained verdicts
+        (on a pool, its replicas run the phases next to their engines)."""
         if isinstance(self.backend, RunsPhases):
-            return self.backend.generate_in_phases(list(zip(requests, thinking)))
-        return generate_in_phases(self.backend, list(zip(requests, thinking)), sampling)
+            return self.backend.generate_in_phases(requests)
+        return run_generation(self.backend, requests)
 
     def _generate(self, rendered: list[RenderedPrompt], languages: list[str],
                   progress: Callable[[int], None] | None) -> list[Judgment]:
@@ -306,8 +291,8 @@ class Judge:
             sampling = self.sampling
             if attempt and sampling.seed is not None:
                 sampling = sampling.with_(seed=sampling.seed + attempt)
-            gens = self._engine([GenerationRequest(rendered[i].prompt, sampling, rendered[i].labels) for i in pending],
-                                [languages[i] for i in pending], sampling)
+            gens = self._engine([GenerationRequest(rendered[i].prompt, sampling, rendered[i].labels,
+                                                   thinking_language=languages[i]) for i in pending])
             if len(gens) != len(pending):
                 raise RuntimeError(f"backend {self.model_id!r} returned {len(gens)} generations for {len(pending)} requests")
             still = []

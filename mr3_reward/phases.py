@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from mr3_reward.backends.base import ChatPrompt, Constrains, Generation, GenerationRequest
 from mr3_reward.types import THINK_CLOSE, Sampling
 
-__all__ = ["CLOSING_SENTENCES", "closing_sentence", "generate_in_phases", "needs_phases"]
+__all__ = ["CLOSING_SENTENCES", "closing_sentence", "generate", "generate_in_phases", "needs_phases"]
 
 # The sentence that closes a reasoning cut off by the budget, per reasoning language (English where the
 # language has none here). Our own wording of the Qwen3 technique: say time is up, answer from what is known.
@@ -67,6 +67,7 @@ CLOSING_SENTENCES = {
     "el": "Ο χρόνος σκέψης τελείωσε, οπότε δίνω τώρα την απάντησή μου με βάση τον συλλογισμό ως εδώ.",
     "he": "זמן החשיבה שלי נגמר, לכן אענה עכשיו על סמך ההיגיון עד כה.",
 }
+_ONE_CALL = Sampling()  # the group key of requests that need no phases
 EXPLANATION_OPEN = '{"explanation": "'
 SCORE_OPEN = '", "score": '
 # The body of a JSON string and its closing quote: no quote, backslash or control character, so any prefix
@@ -113,17 +114,37 @@ class _Item:
         self.error, self.finish = gen.error or "unknown engine error", "error"
 
 
-def generate_in_phases(
-    backend, requests: Sequence[tuple[GenerationRequest, str]], sampling: Sampling
-) -> list[Generation]:
-    """Generate each ``(request, reasoning language)`` in phases (see the module docstring); one `Generation`
-    per request, in order, whose text reads as one generation: reasoning, ``</think>``, answer.
+def generate(backend, requests: Sequence[GenerationRequest]) -> list[Generation]:
+    """One `Generation` per request, in order: one engine call for requests without a budget or constrained
+    verdicts, the phases for the others (one run per distinct sampling; a judge sends one sampling a call,
+    a pool replica may merge several). The one entry the judge and the pool replicas use."""
+    groups: dict[Sampling, list[int]] = {}
+    for i, req in enumerate(requests):
+        groups.setdefault(req.sampling if needs_phases(req.sampling) else _ONE_CALL, []).append(i)
+    out: list[Generation | None] = [None] * len(requests)
+    for sampling, idx in groups.items():
+        chosen = [requests[i] for i in idx]
+        gens = backend.generate(chosen) if sampling is _ONE_CALL else generate_in_phases(backend, chosen, sampling)
+        if len(gens) != len(chosen):
+            raise RuntimeError(f"backend {backend.model_id!r} returned {len(gens)} generations for {len(chosen)} requests")
+        for i, gen in zip(idx, gens):
+            out[i] = gen
+    return out  # type: ignore[return-value]
+
+
+def generate_in_phases(backend, requests: Sequence[GenerationRequest], sampling: Sampling) -> list[Generation]:
+    """Generate each request in phases (see the module docstring); one `Generation` per request, in order,
+    whose text reads as one generation: reasoning, ``</think>``, answer.
 
     backend: the engine; a `Constrains` backend when ``sampling.verdict == "constrained"``.
-    requests: the rendered prompts (with their labels) and the language each reasoning is written in.
+    requests (`Sequence[GenerationRequest]`): the rendered prompts, with their labels and the language each
+        reasoning is written in (``thinking_language``).
     sampling (`Sampling`): decoding, with ``thinking_budget``, ``verdict`` and ``explanation_tokens``.
     """
-    items = [_Item(req.prompt, req.labels, language) for req, language in requests]
+    if sampling.verdict == "constrained" and not isinstance(backend, Constrains):
+        raise TypeError(f"constrained verdicts need an engine that decodes under a grammar and scores labels; "
+                        f"{type(backend).__name__} cannot (use transformers, vllm or openai)")
+    items = [_Item(req.prompt, req.labels, req.thinking_language) for req in requests]
     _reason(backend, items, sampling)
     if sampling.verdict == "constrained":
         _explain(backend, [it for it in items if it.error is None], sampling)

@@ -43,6 +43,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--request-timeout", type=float, default=900.0,
                    help="seconds one attempt of a chunk may take before it is re-sent (default 900)")
     g.add_argument("--max-restarts", type=int, default=5, help="restarts of a replica before it is taken out")
+    g.add_argument("--thinking-budget", type=int, help="cap on the reasoning tokens of every budgeted or "
+                   "constrained judgment the pool serves (clients set their own budget below it)")
     g.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for replicas to load (default 900)")
     parser.add_argument("--json", action="store_true", help="status: print JSON")
 
@@ -79,6 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cpus_per_replica=args.cpus_per_replica, resources=args.resources,
         backend_options=_backend_options(args.backend_option), name=args.name, address=args.address,
         timeout_s=args.timeout, request_timeout_s=args.request_timeout, max_restarts=args.max_restarts,
+        thinking_budget=args.thinking_budget,
     )
     status = pool.status()
     nodes = sorted({r["node"][:8] for r in status["replicas"] if r["state"] == "ready"})

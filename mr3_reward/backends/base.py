@@ -37,6 +37,8 @@ class GenerationRequest:
     stop (`tuple[str, ...]`): strings that end the generation; the text returned includes the one that
         stopped it (the judge reads ``</think>`` that way). Every backend honours them.
     regex (`str`, *optional*): decode under this regular expression (a `Constrains` backend only).
+    thinking_language (`str`): the language the judge reasons in; a budget-cut reasoning is closed with a
+        sentence in it (`mr3_reward.phases`).
     """
 
     prompt: ChatPrompt
@@ -44,6 +46,7 @@ class GenerationRequest:
     labels: tuple[str, ...] = ()
     stop: tuple[str, ...] = ()
     regex: str | None = None
+    thinking_language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -122,11 +125,11 @@ class Constrains(Protocol):
 class RunsPhases(Protocol):
     """A backend that runs budgeted and constrained judgments (`mr3_reward.phases`) next to its engine, as a
     Ray pool's replicas do: each phase is then one call on the replica's engine, and nothing crosses the
-    network between phases. ``requests`` pairs each request (its sampling carries the budget and verdict
-    mode) with the language its reasoning is written in.
+    network between phases. ``generate_in_phases`` takes requests whose sampling may ask for a budget or
+    constrained verdicts, and returns one finished `Generation` per request.
     """
 
-    def generate_in_phases(self, requests: Sequence[tuple[GenerationRequest, str]]) -> list[Generation]: ...
+    def generate_in_phases(self, requests: Sequence[GenerationRequest]) -> list[Generation]: ...
 
 
 def chat_text(tokenizer: Any, prompt: ChatPrompt) -> str:

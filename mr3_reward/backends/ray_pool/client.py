@@ -141,6 +141,11 @@ class JudgePool:
         answered after ``max_attempts`` tries come back as ``finish_reason="error"``."""
         return Dispatch(self, requests).run()
 
+    def generate_in_phases(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """`RunsPhases`: budgeted and constrained requests go to the replicas whole, and each replica runs their
+        phases on its own engine (one engine call per phase, nothing crossing the network in between)."""
+        return self.generate(requests)
+
     def _members(self, refresh: bool = False) -> list[tuple[int, Any]]:
         """(index, handle) of the live replicas, as the controller said at most 5 s ago."""
         if refresh or not self._live or time.monotonic() - self._live_at > 5.0:

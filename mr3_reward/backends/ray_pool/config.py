@@ -46,6 +46,8 @@ class PoolConfig:
         an engine may sit on one batch before the controller restarts its replica.
     max_restarts (`int`): restarts of one replica (crashes and hang restarts) before it is taken out.
     health_interval_s (`float`): how often the controller checks the replicas.
+    thinking_budget (`int`, *optional*): the pool's cap on reasoning tokens: a budgeted or constrained request
+        thinks at most this long, and an unbudgeted one (which runs as one free generation) is left as it is.
     """
 
     model: str
@@ -58,6 +60,7 @@ class PoolConfig:
     request_timeout_s: float = 900.0
     max_restarts: int = 5
     health_interval_s: float = 5.0
+    thinking_budget: int | None = None
 
     def problems(self) -> list[str]:
         out = []
@@ -77,6 +80,9 @@ class PoolConfig:
             out.append(f"max_restarts must be an integer >= 0, got {self.max_restarts!r}")
         if not isinstance(self.health_interval_s, (int, float)) or self.health_interval_s <= 0:
             out.append(f"health_interval_s must be > 0 seconds, got {self.health_interval_s!r}")
+        if self.thinking_budget is not None and (isinstance(self.thinking_budget, bool)
+                                                 or not isinstance(self.thinking_budget, int) or self.thinking_budget < 1):
+            out.append(f"thinking_budget must be a positive number of tokens or None, got {self.thinking_budget!r}")
         for k, v in dict(self.resources).items():
             if not isinstance(v, (int, float)) or v <= 0:
                 out.append(f"resources[{k!r}] must be a positive number, got {v!r}")

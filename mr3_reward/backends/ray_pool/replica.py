@@ -6,9 +6,12 @@ import os
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 from mr3_reward.backends.base import Generation, GenerationRequest
+from mr3_reward.phases import generate as run_generation
+from mr3_reward.phases import needs_phases
 from mr3_reward.backends.ray_pool.config import PoolConfig, _ray
 from mr3_reward.backends.registry import load_object, make_backend
 
@@ -20,6 +23,7 @@ class Replica:
     def __init__(self, index: int, config: PoolConfig) -> None:
         self.index = index
         self.max_batch = config.max_batch
+        self.thinking_budget = config.thinking_budget
         if ":" in config.engine:
             self.backend = load_object(config.engine)(config.model, **config.engine_options())
         else:
@@ -48,6 +52,14 @@ class Replica:
             raise slot["error"]
         return slot["out"]
 
+    def _capped(self, request: GenerationRequest) -> GenerationRequest:
+        """The request under the pool's budget cap (``mr3 serve --thinking-budget``), when it has phases."""
+        s = request.sampling
+        if self.thinking_budget is None or not needs_phases(s):
+            return request
+        budget = min(s.thinking_budget or s.max_tokens, self.thinking_budget, s.max_tokens - 1)
+        return request if budget < 1 or budget == s.thinking_budget else replace(request, sampling=s.with_(thinking_budget=budget))
+
     def _work(self) -> None:
         while True:
             with self._wake:
@@ -61,7 +73,8 @@ class Replica:
             flat = [r for requests, _ in batch for r in requests]
             self.busy_since = time.time()
             try:
-                gens = self.backend.generate(flat)
+                # Budgeted and constrained requests run their phases here, each one call on this engine.
+                gens = run_generation(self.backend, [self._capped(r) for r in flat])
                 if len(gens) != len(flat):
                     raise RuntimeError(f"engine returned {len(gens)} generations for {len(flat)} requests")
             except Exception as exc:  # the whole call failed: every waiting chunk gets the error
