@@ -51,8 +51,11 @@ def judge_options(args: argparse.Namespace) -> dict[str, Any]:
     given = dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed,
                  thinking_budget=args.thinking_budget, verdict=args.verdict, explanation_tokens=args.explanation_tokens)
     sampling = {k: v for k, v in given.items() if v is not None}
+    if args.batch_size < 1:  # the one judge option no constructor sees unless --backend is transformers
+        raise ValueError(f"--batch-size must be a positive integer (prompts per generate call), got {args.batch_size}")
     backend_options: dict[str, Any] = {}
     if args.backend == "transformers":
+        _check_device(args.device)
         backend_options = {"device": args.device, "dtype": args.dtype or "float32", "batch_size": args.batch_size}
     elif args.backend == "vllm" and args.dtype:
         backend_options = {"dtype": args.dtype}
@@ -64,7 +67,7 @@ def judge_options(args: argparse.Namespace) -> dict[str, Any]:
     if cache is not None and str(cache).lower() == "none":
         cache = None
     backend: Any = args.backend
-    if getattr(args, "pool", None):
+    if getattr(args, "pool", None) is not None:  # --pool '' is refused by JudgePool, not ignored
         from mr3_reward.backends.ray_pool import JudgePool
 
         backend, backend_options = JudgePool.connect(args.pool, address=args.pool_address), {}
@@ -73,6 +76,16 @@ def judge_options(args: argparse.Namespace) -> dict[str, Any]:
         max_retries=args.max_retries, backend_options=backend_options, cache=cache,
         max_input_tokens=args.max_input_tokens, **sampling,
     )
+
+
+def _check_device(device: str) -> None:
+    """Refuse a device torch cannot name now, not after the model has loaded (the engine only moves to it)."""
+    import torch
+
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a torch device; use cpu, cuda, cuda:1, mps, ...") from None
 
 
 def run_command(name: str, call: Callable[[], int]) -> int:

@@ -151,6 +151,8 @@ class Rubric:
 
 
 VERDICTS = ("free", "constrained")
+# Every engine takes seeds below this: torch, vLLM and OpenAI-compatible servers hold them in 64 signed bits.
+SEED_LIMIT = 2**63
 
 
 @dataclass(frozen=True)
@@ -194,8 +196,9 @@ class Sampling:
             problems.append(f"min_p must be in [0, 1], got {self.min_p}")
         if number("max_tokens", integer=True) and self.max_tokens < 1:
             problems.append(f"max_tokens must be >= 1, got {self.max_tokens}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            problems.append(f"seed must be an integer or None, got {self.seed!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or not 0 <= self.seed < SEED_LIMIT):
+            problems.append(f"seed must be an integer or None (unseeded), from 0 to 2**63 - 1; got {self.seed!r}")
         if self.thinking_budget is not None and number("thinking_budget", integer=True):
             if self.thinking_budget < 1:
                 problems.append(f"thinking_budget must be a positive number of tokens or None (unbounded), "
@@ -203,7 +206,7 @@ class Sampling:
             elif isinstance(self.max_tokens, int) and self.thinking_budget >= self.max_tokens:
                 problems.append(f"thinking_budget ({self.thinking_budget}) must be below max_tokens "
                                 f"({self.max_tokens}) to leave room for the answer; raise max_tokens or lower the budget")
-        if self.verdict not in VERDICTS:
+        if not isinstance(self.verdict, str) or self.verdict not in VERDICTS:
             problems.append(f"verdict must be one of {', '.join(map(repr, VERDICTS))} (constrained: the answer is "
                             f"decoded under the rubric's labels), got {self.verdict!r}")
         if number("explanation_tokens", integer=True) and self.explanation_tokens < 1:

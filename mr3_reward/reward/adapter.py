@@ -61,6 +61,8 @@ class MR3Reward:
         (default: the ``RANK`` environment variable). group_timeout_s (`float`): how long to wait for a
         group's other parts before judging the part held here.
     columns (`dict`, *optional*): read a logical input from another column, e.g. ``{"reference": "answer"}``.
+        A row whose cell cannot be used (see `mr3_reward.reward.modes.cell_problems`) gets None, with a warning
+        and a note naming the column; the other rows are judged.
     name (`str`): the reward's name in TRL logs (``rewards/<name>/mean``) and the completions table.
     max_tokens etc.: any `Sampling` field overrides the mR3 default.
 
@@ -103,9 +105,10 @@ class MR3Reward:
         self.config = reward_config(
             mode=mode, task=task, rubric=rubric, task_description=task_description, language=language,
             debias=debias, on_disagree=on_disagree, soft=soft, group_opponents=group_opponents,
-            group_size=group_size, group_timeout_s=group_timeout_s, columns=columns, name=name,
-            engine=dict(judge=judge, pool=pool, backend=backend, backend_options=backend_options, pack=pack,
-                        family=family, sampling=sampling),
+            group_size=group_size, rank=rank, group_timeout_s=group_timeout_s, columns=columns, name=name,
+            engine=dict(judge=judge, pool=pool, model=model, backend=backend, backend_options=backend_options,
+                        language_mode=language_mode, pack=pack, family=family, cache=cache, max_retries=max_retries,
+                        sampling=sampling),
         )
         self.__name__ = name
         self._groups = RankGroups(rank) if group_size is not None else None

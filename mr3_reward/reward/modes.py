@@ -1,7 +1,7 @@
 """Scoring per mode: rows in, a reward and a note per row out (see the table in `mr3_reward.reward`).
 
-Every mode starts from `screen`, which settles the rows that need no judgment (not text, empty, a rubric
-column that does not fit the mode); the scorers then judge the rest in one judge call each:
+Every mode starts from `screen`, which settles the rows that need no judgment (not text, empty, a dataset
+cell that cannot be used: `cell_problems`); the scorers then judge the rest in one judge call each:
 
 - `score_single` (pointwise, binary): one judgment per completion, normalized by `mr3_reward.scoring`;
 - `score_reference` (reference, strength): the completion against the row's reference, in both orders;
@@ -13,14 +13,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 from mr3_reward.debias import PairVerdict, judge_pairs, pair_schedule
-from mr3_reward.reward.options import RewardConfig
-from mr3_reward.reward.rows import group_key, request_for
+from mr3_reward.reward.options import REFERENCE_MODES, RewardConfig
+from mr3_reward.reward.rows import group_key, reference_text, request_for
 from mr3_reward.scoring import single_value
 from mr3_reward.templates import DEFAULT_LABELS
-from mr3_reward.types import Judgment, Rubric, TaskKind, label_problem
+from mr3_reward.types import Judgment, Rubric, label_problem
 
 log = logging.getLogger("mr3_reward.reward")
 
@@ -42,7 +43,7 @@ class Batch:
 
 def screen(rows: list[dict[str, Any]], config: RewardConfig) -> Batch:
     """Settle the rows that are not judged: a non-text completion (None), an empty one (the mode's minimum),
-    a row whose rubric column does not fit the mode (None, with a warning)."""
+    a row with a bad dataset cell (None, with a warning and a note naming the column; see `cell_problems`)."""
     batch = Batch(rows, [None] * len(rows), [""] * len(rows), [])
     for i, row in enumerate(rows):
         if row["completion"] is None:
@@ -50,22 +51,74 @@ def screen(rows: list[dict[str, Any]], config: RewardConfig) -> Batch:
         elif not row["completion"].strip():
             batch.rewards[i] = -1.0 if config.mode == "strength" else 0.0
             batch.notes[i] = "empty completion: minimum reward"
-        elif (problem := _rubric_problem(row.get("rubric"), config.task)) is not None:
-            # A bad rubric in one dataset row is that row's typed failure, not a crash in the middle of a step.
-            batch.notes[i] = f"not judged: rubric column: {problem}"
-            log.warning("MR3Reward %s: row %d not judged: rubric column: %s", config.name, i, problem)
+        elif problems := cell_problems(row, config):
+            # A bad cell in one dataset row is that row's typed failure, not a crash in the middle of a step.
+            batch.notes[i] = "not judged: " + "; ".join(problems)
+            log.warning("MR3Reward %s: row %d not judged: %s", config.name, i, "; ".join(problems))
         else:
             batch.valid.append(i)
     return batch
 
 
-def _rubric_problem(value: Any, task: TaskKind) -> str | None:
+def cell_problems(row: dict[str, Any], config: RewardConfig) -> list[str]:
+    """What is wrong with a row's dataset cells: one ``"<column> column: <problem>"`` per bad cell, the column
+    named as the dataset names it (``columns=`` applied). An empty cell (None) takes the reward's default.
+
+    >>> from mr3_reward.reward.options import reward_config
+    >>> cell_problems({"language": 5, "id": [1]}, reward_config())  # doctest: +NORMALIZE_WHITESPACE
+    ["language column: a language code such as 'en' (or empty for the reward's 'en'), got 5",
+     'id column: an id must be a string or an integer (it picks the rubric variant), got list']
+    """
+    return [f"{config.columns[role]} column: {problem}" for role, check in CELL_CHECKS.items()
+            if role in row and (problem := check(row[role], config)) is not None]
+
+
+def _rubric_cell(value: Any, config: RewardConfig) -> str | None:
     if value is None:
         return None
     try:
-        return label_problem(task, Rubric.coerce(value).labels, scored=True)
+        return label_problem(config.task, Rubric.coerce(value).labels, scored=True)
     except (TypeError, ValueError) as e:
         return str(e)
+
+
+def _reference_cell(value: Any, config: RewardConfig) -> str | None:
+    if value is None:
+        return (f"no reference answer in this row; mode={config.mode!r} compares each completion with it"
+                if config.mode in REFERENCE_MODES else None)
+    if reference_text(value) is None:
+        return f"a reference answer must be text (or a number), got {type(value).__name__}"
+    return None
+
+
+def _language_cell(value: Any, config: RewardConfig) -> str | None:
+    if value is None or value == "" or (isinstance(value, str) and value.strip()):
+        return None
+    return f"a language code such as 'en' (or empty for the reward's {config.language!r}), got {_shown(value)}"
+
+
+def _task_description_cell(value: Any, config: RewardConfig) -> str | None:
+    if value is None or isinstance(value, str):
+        return None
+    return f"a task description must be text (or empty for the reward's), got {type(value).__name__}"
+
+
+def _id_cell(value: Any, config: RewardConfig) -> str | None:
+    if value is None or isinstance(value, str) or (isinstance(value, Integral) and not isinstance(value, bool)):
+        return None
+    return f"an id must be a string or an integer (it picks the rubric variant), got {type(value).__name__}"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"a {type(value).__name__}"
+
+
+# One check per role of `COLUMNS`: the cell's value -> what is wrong with it, or None.
+CELL_CHECKS: dict[str, Callable[[Any, RewardConfig], str | None]] = {
+    "rubric": _rubric_cell, "reference": _reference_cell, "language": _language_cell,
+    "task_description": _task_description_cell, "id": _id_cell,
+}
 
 
 def pair_reward(p: float | None, config: RewardConfig) -> float | None:
@@ -82,9 +135,7 @@ def score_single(judge: Any, config: RewardConfig, batch: Batch) -> None:
     rows = batch.rows
     requests = []
     for i in batch.valid:
-        reference = rows[i].get("reference")
-        requests.append(request_for(rows[i], config, (rows[i]["completion"],),
-                                    str(reference) if reference is not None else None))
+        requests.append(request_for(rows[i], config, (rows[i]["completion"],), reference_text(rows[i].get("reference"))))
     batch.judgments = judge.judge(requests)
     for i, j, request in zip(batch.valid, batch.judgments, requests):
         # Rows whose rubric does not fit the mode never get here (see `screen`).
@@ -94,18 +145,18 @@ def score_single(judge: Any, config: RewardConfig, batch: Batch) -> None:
 
 
 def score_reference(judge: Any, config: RewardConfig, batch: Batch) -> None:
-    """Reference and strength: each completion against its row's reference; an identical one is a tie."""
+    """Reference and strength: each completion against its row's reference; an identical one is a tie.
+
+    A row without a usable reference never gets here (see `screen`)."""
     rows, todo = batch.rows, []
+    references = {i: reference_text(rows[i]["reference"]) for i in batch.valid}
     for i in batch.valid:
-        ref = rows[i]["reference"]
-        if not isinstance(ref, str):
-            batch.notes[i] = f"not judged: reference is a {type(ref).__name__}, not text"
-        elif ref == rows[i]["completion"]:
+        if references[i] == rows[i]["completion"]:
             batch.rewards[i] = pair_reward(0.5, config)
             batch.notes[i] = "identical to the reference: tie"
         else:
             todo.append(i)
-    _judge(judge, config, batch, [(rows[i], rows[i]["completion"], rows[i]["reference"]) for i in todo])
+    _judge(judge, config, batch, [(rows[i], rows[i]["completion"], references[i]) for i in todo])
     for i, v in zip(todo, batch.verdicts):
         batch.rewards[i] = pair_reward(v.p_first, config)
         batch.notes[i] = verdict_note(v)
@@ -114,8 +165,8 @@ def score_reference(judge: Any, config: RewardConfig, batch: Batch) -> None:
 def score_group(judge: Any, config: RewardConfig, batch: Batch) -> None:
     """Group: the completions of one prompt (see `group_key`) against each other; the reward is the win rate.
 
-    Empty completions play and lose to every real one; a completion that is not text, or whose rubric
-    does not fit the mode, plays no match and keeps its None. Identical completions tie without a judgment.
+    Empty completions play and lose to every real one; a completion that is not text, or whose row has a bad
+    dataset cell (see `screen`), plays no match and keeps its None. Identical completions tie without a judgment.
     """
     rows, valid = batch.rows, set(batch.valid)
     empty = {i for i, row in enumerate(rows) if row["completion"] is not None and not row["completion"].strip()}

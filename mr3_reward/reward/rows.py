@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
+from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 from mr3_reward.types import JudgeRequest
@@ -21,8 +23,8 @@ if TYPE_CHECKING:  # options imports COLUMNS from here
 # Logical inputs read from dataset columns, and the column each is read from by default.
 COLUMNS = {"rubric": "rubric", "reference": "reference", "language": "language",
            "task_description": "task_description", "id": "id"}
-# Keyword arguments TRL passes that are not dataset columns.
-_TRL_KWARGS = {"completion_ids", "trainer_state", "log_extra", "log_metric", "environments"}
+# Keyword arguments TRL passes that are not dataset columns (so no role may be read from them).
+TRL_KWARGS = {"completion_ids", "trainer_state", "log_extra", "log_metric", "environments"}
 
 
 def text_of_prompt(prompt: Any) -> str:
@@ -98,10 +100,10 @@ def to_rows(
         raise ValueError(f"got {len(prompts)} prompts and {len(completions)} completions; pass one prompt "
                          "per completion (repeat a prompt for each of its completions)")
     n = len(completions)
-    present = sorted(k for k in kwargs if k not in _TRL_KWARGS)
+    present = sorted(k for k in kwargs if k not in TRL_KWARGS)
     values_of: dict[str, list[Any]] = {}
     for role, col in columns.items():
-        if col in kwargs and col not in _TRL_KWARGS:
+        if col in kwargs and col not in TRL_KWARGS:
             values = kwargs[col]
             if not isinstance(values, (list, tuple)) or len(values) != n:
                 raise ValueError(f"column {col!r} must be a list with one value per completion ({n}); "
@@ -124,6 +126,21 @@ def to_rows(
     return rows
 
 
+def reference_text(value: Any) -> str | None:
+    """A ``reference`` cell as the judge sees it: text as it is, a number as its digits (a dataset of math
+    answers often stores them as numbers); None for anything else, which `mr3_reward.reward.modes.screen`
+    makes that row's typed failure.
+
+    >>> reference_text("4"), reference_text(4), reference_text(None), reference_text(["4"])
+    ('4', '4', None, None)
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    return None
+
+
 def group_key(row: Mapping[str, Any]) -> str:
     """Completions of one prompt (same reference and rubric) form a group."""
     return json.dumps([row["prompt"], row.get("reference"), row.get("rubric")], sort_keys=True, default=str)
@@ -137,6 +154,8 @@ def request_for(
     config (`RewardConfig`): the reward's task and defaults (``task``, ``rubric``, ``task_description``, ``language``).
     responses (`tuple[str, ...]`): what is judged: the completion, or the two sides of a pair.
     reference (`str`, *optional*): a reference answer shown to the judge.
+
+    The row's cells have passed `mr3_reward.reward.modes.screen`: a cell left empty takes the reward's default.
     """
     return JudgeRequest(
         task=config.task,

@@ -3,6 +3,7 @@ engine, inspect, rescale or stop it. Routing of a call is `mr3_reward.backends.r
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -12,6 +13,7 @@ from mr3_reward.backends.base import ChatPrompt, Generation, GenerationRequest
 from mr3_reward.backends.ray_pool.config import DEFAULT_NAME, NAMESPACE, PoolConfig, PoolError, _ray
 from mr3_reward.backends.ray_pool.controller import Controller
 from mr3_reward.backends.ray_pool.dispatch import Dispatch
+from mr3_reward.errors import ConfigError
 from mr3_reward.templates import approx_tokens
 
 
@@ -27,12 +29,10 @@ class JudgePool:
 
     def __init__(self, name: str = DEFAULT_NAME, *, chunk_size: int = 16, max_inflight: int = 64,
                  max_attempts: int = 3, address: str | None = None) -> None:
-        problems = []
-        for label, value in (("chunk_size", chunk_size), ("max_inflight", max_inflight), ("max_attempts", max_attempts)):
-            if not isinstance(value, int) or value < 1:
-                problems.append(f"{label} must be a positive integer, got {value!r}")
+        problems = _client_problems(name, address, dict(chunk_size=chunk_size, max_inflight=max_inflight,
+                                                        max_attempts=max_attempts))
         if problems:
-            raise ValueError("invalid JudgePool: " + "; ".join(problems))
+            raise ConfigError("invalid JudgePool: " + "; ".join(problems))
         self.name = name
         self.chunk_size = chunk_size
         self.max_inflight = max(max_inflight, chunk_size)
@@ -56,17 +56,20 @@ class JudgePool:
         (``chunk_size``, ``max_inflight``, ``max_attempts``)."""
         client_keys = {"chunk_size", "max_inflight", "max_attempts"}
         client_options = {k: options.pop(k) for k in list(options) if k in client_keys}
-        unknown = set(options) - {f for f in PoolConfig.__dataclass_fields__}
-        if unknown:
-            raise TypeError(f"unknown JudgePool.start option(s) {sorted(unknown)}")
+        known = set(PoolConfig.__dataclass_fields__) - {"model", "engine"}
+        unknown = sorted(set(options) - known)
+        problems = [f"unknown JudgePool.start option(s) {unknown}; known: {', '.join(sorted(known | client_keys))}"
+                    ] if unknown else []
         config = PoolConfig(model=model, engine=engine, gpus_per_replica=gpus_per_replica,
-                            cpus_per_replica=cpus_per_replica, resources=dict(resources or {}),
-                            backend_options=dict(backend_options or {}), **options)
-        problems = config.problems()
-        if not isinstance(replicas, int) or replicas < 1:
+                            cpus_per_replica=cpus_per_replica, resources=_copied(resources),
+                            backend_options=_copied(backend_options), **{k: options[k] for k in known & set(options)})
+        problems += config.problems() + _client_problems(name, address, client_options)
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
             problems.append(f"replicas must be a positive integer, got {replicas!r}")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < math.inf:
+            problems.append(f"timeout_s (how long to wait for the replicas to load) must be > 0 seconds, got {timeout_s!r}")
         if problems:
-            raise ValueError("invalid pool: " + "; ".join(problems))
+            raise ConfigError("invalid pool: " + "; ".join(problems))
         ray = _init_ray(address)
         controller = ray.remote(Controller).options(
             name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
@@ -183,6 +186,24 @@ class JudgePool:
         except ValueError:
             pass
         self._controller = None
+
+
+def _client_problems(name: Any, address: Any, options: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a client's pool name, cluster address and integer options (those given)."""
+    problems = []
+    if not isinstance(name, str) or not name.strip():
+        problems.append(f"name must be a pool's name, e.g. {DEFAULT_NAME!r}; got {name!r}")
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        problems.append(f"address must be a Ray cluster address such as 'auto' or '10.0.0.1:6379', or None "
+                        f"(RAY_ADDRESS, else auto); got {address!r}")
+    problems += [f"{label} must be a positive integer, got {value!r}" for label, value in options.items()
+                 if isinstance(value, bool) or not isinstance(value, int) or value < 1]
+    return problems
+
+
+def _copied(options: Any) -> Any:
+    """A dict copy of a mapping option (None: empty); anything else as given, for `PoolConfig.problems` to name."""
+    return {} if options is None else (dict(options) if isinstance(options, Mapping) else options)
 
 
 def _init_ray(address: str | None):

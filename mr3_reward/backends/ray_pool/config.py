@@ -3,6 +3,7 @@ Ray imported on demand and the first line of a remote error."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,14 @@ def _ray():
     import ray
 
     return ray
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _cause(exc: BaseException) -> str:
@@ -63,29 +72,36 @@ class PoolConfig:
     thinking_budget: int | None = None
 
     def problems(self) -> list[str]:
+        """Every problem with these settings, each saying what to pass; `JudgePool.start` raises them at once."""
         out = []
-        if not isinstance(self.model, str) or not self.model:
-            out.append("model must be a model id, a local directory or an alias")
-        if self.engine not in ENGINES and not is_import_path(self.engine):
+        if not isinstance(self.model, str) or not self.model.strip():
+            out.append(f"model must be a model id, a local directory or an alias, got {self.model!r}")
+        if not isinstance(self.engine, str) or (self.engine not in ENGINES and not is_import_path(self.engine)):
             out.append(f"unknown engine {self.engine!r}; use one of: {', '.join(ENGINES)}, or package.module:Class")
-        if not isinstance(self.gpus_per_replica, (int, float)) or self.gpus_per_replica < 0:
-            out.append(f"gpus_per_replica must be >= 0, got {self.gpus_per_replica!r}")
-        if not isinstance(self.cpus_per_replica, (int, float)) or self.cpus_per_replica < 0:
-            out.append(f"cpus_per_replica must be >= 0, got {self.cpus_per_replica!r}")
-        if not isinstance(self.max_batch, int) or self.max_batch < 1:
+        for label, value in (("gpus_per_replica", self.gpus_per_replica), ("cpus_per_replica", self.cpus_per_replica)):
+            if not _number(value) or value < 0:
+                out.append(f"{label} must be a number >= 0, got {value!r}")
+        gpus = self.gpus_per_replica
+        if _number(gpus) and gpus > 1 and gpus != int(gpus):
+            out.append(f"gpus_per_replica above 1 must be a whole number (the engine's tensor parallelism), got {gpus!r}")
+        if not _integer(self.max_batch) or self.max_batch < 1:
             out.append(f"max_batch must be a positive integer, got {self.max_batch!r}")
-        if not isinstance(self.request_timeout_s, (int, float)) or self.request_timeout_s <= 0:
-            out.append(f"request_timeout_s must be > 0 seconds, got {self.request_timeout_s!r}")
-        if not isinstance(self.max_restarts, int) or self.max_restarts < 0:
+        if not _integer(self.max_restarts) or self.max_restarts < 0:
             out.append(f"max_restarts must be an integer >= 0, got {self.max_restarts!r}")
-        if not isinstance(self.health_interval_s, (int, float)) or self.health_interval_s <= 0:
-            out.append(f"health_interval_s must be > 0 seconds, got {self.health_interval_s!r}")
-        if self.thinking_budget is not None and (isinstance(self.thinking_budget, bool)
-                                                 or not isinstance(self.thinking_budget, int) or self.thinking_budget < 1):
+        for label, value in (("request_timeout_s", self.request_timeout_s), ("health_interval_s", self.health_interval_s)):
+            if not _number(value) or value <= 0:
+                out.append(f"{label} must be > 0 seconds, got {value!r}")
+        if self.thinking_budget is not None and (not _integer(self.thinking_budget) or self.thinking_budget < 1):
             out.append(f"thinking_budget must be a positive number of tokens or None, got {self.thinking_budget!r}")
-        for k, v in dict(self.resources).items():
-            if not isinstance(v, (int, float)) or v <= 0:
-                out.append(f"resources[{k!r}] must be a positive number, got {v!r}")
+        if not isinstance(self.resources, Mapping):
+            out.append(f"resources must be a dict of Ray resource -> amount per replica, e.g. {{'mr3_judge': 1}}; "
+                       f"got {type(self.resources).__name__}")
+        else:
+            out += [f"resources[{k!r}] must be a positive number, got {v!r}" for k, v in self.resources.items()
+                    if not isinstance(k, str) or not _number(v) or v <= 0]
+        if not isinstance(self.backend_options, Mapping) or not all(isinstance(k, str) for k in self.backend_options):
+            out.append(f"backend_options must be a dict of the engine's keyword arguments, e.g. "
+                       f"{{'max_model_len': 8192}}; got {self.backend_options!r}")
         return out
 
     def bundle(self) -> dict[str, float]:
