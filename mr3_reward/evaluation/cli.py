@@ -55,6 +55,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from mr3_reward.evaluation.run import evaluate, read_generations, score_generations
 
     seeds = _seeds(args.seeds)  # checked first: a typo here should not cost loading the data and the model
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit takes a positive number of rows, got {args.limit}; drop it to evaluate every row")
     if args.generations and args.both_orders:
         raise ValueError("--both-orders judges every pair swapped; saved generations hold one order, "
                          "so drop one of them")

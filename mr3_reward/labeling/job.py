@@ -174,8 +174,15 @@ def label(
     if judge is not None and judge_options:
         raise ValueError(f"judge=... already carries its engine and settings; drop {', '.join(sorted(judge_options))} "
                          "or build the Judge with them")
-    if not isinstance(ray_actors, int) or ray_actors < 1:
-        raise ValueError(f"ray_actors must be a positive int, got {ray_actors!r}")
+    problems = []
+    if isinstance(ray_actors, bool) or not isinstance(ray_actors, int) or ray_actors < 1:
+        problems.append(f"ray_actors (--ray-actors) must be a positive int, got {ray_actors!r}")
+    for name, value in (("ray_cpus_per_actor", ray_cpus_per_actor), ("ray_gpus_per_actor", ray_gpus_per_actor)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            problems.append(f"{name} (--{name.replace('_', '-')}) must be a number >= 0 of CPUs/GPUs per judge "
+                            f"actor, got {value!r}")
+    if problems:
+        raise ValueError("invalid label job: " + "; ".join(problems))
 
     rows = read_rows(source, config)
     judge_args = dict(model=model, backend=backend, cache=cache, **judge_options)

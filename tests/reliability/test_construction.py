@@ -397,3 +397,20 @@ def test_the_cli_tables_cover_every_judge_and_serve_option():
     judge_options = {a.option_strings[-1] for a in parser._actions if a.option_strings and a.dest != "help"}
     assert judge_options == {o for o, *_ in JUDGE_OPTIONS}
     assert _options("serve") == {o for o, *_ in SERVE_OPTIONS}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["label", "in.jsonl", "out", "--ray-cpus-per-actor", "-1"], r"ray_cpus_per_actor \(--ray-cpus-per-actor\) must be"),
+    (["label", "in.jsonl", "out", "--ray-gpus-per-actor", "-0.5"], r"ray_gpus_per_actor \(--ray-gpus-per-actor\) must be"),
+    (["label", "in.jsonl", "out", "--ray-actors", "0"], r"ray_actors \(--ray-actors\) must be a positive int"),
+    (["eval", "--data", "rows.jsonl", "--layout", "m-reward-bench", "--limit", "-1"], r"--limit takes a positive"),
+])
+def test_label_and_eval_options_of_their_own_exit_2_naming_the_fix(argv, message, tmp_path, capsys, monkeypatch):
+    from mr3_reward.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.jsonl").write_text('{"prompt": "p", "responses": ["a", "b"]}\n')
+    (tmp_path / "rows.jsonl").write_text('{"id": "1", "input": "p", "response_1": "a", "response_2": "b", '
+                                         '"actual_score": "Assistant A", "language": "en", "source": "alpacaeval-easy"}\n')
+    assert main([*argv, "--backend", "fake", "--model", "fake"]) == 2
+    assert re.search(message, capsys.readouterr().err)
