@@ -22,12 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mr3_reward.types import Failure, Judgment, Rubric
+from mr3_reward.types import THINK_CLOSE, THINK_OPEN, Failure, Judgment, Rubric
 
 __all__ = ["parse_judgment", "normalize_label"]
-
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
 
 # Bounds that keep one call well under a millisecond on normal answers and bounded on hostile ones.
 _MAX_TOP_SPANS = 64  # outermost {...} spans examined, newest first; older ones are prose or reasoning

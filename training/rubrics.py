@@ -33,7 +33,7 @@ from typing import Any
 
 from mr3_reward.backends.base import Backend, ChatPrompt, GenerationRequest
 from mr3_reward.templates import BUILTIN, choose_rubric
-from mr3_reward.types import Rubric, Sampling, TaskKind
+from mr3_reward.types import THINK_CLOSE, Rubric, Sampling, TaskKind
 
 from training.rows import encode_rubric, expected_labels
 from training.store import run_sharded
@@ -145,7 +145,7 @@ def read_answer(text: str, labels: Sequence[str]) -> tuple[str | None, Rubric | 
     >>> read_answer("TASK: x\\nRUBRIC:\\nyes: ok\\nno: bad", ["true", "false"])[2]
     "labels ['yes', 'no'] are not exactly ['true', 'false']"
     """
-    answer = text.rsplit("</think>", 1)[-1]
+    answer = text.rsplit(THINK_CLOSE, 1)[-1]
     m = _RUBRIC_LINE.search(answer)
     if m is None:
         return None, None, "no 'RUBRIC:' line"

@@ -37,12 +37,12 @@ from typing import Any
 from mr3_reward.backends.base import chat_text
 from mr3_reward.models import resolve
 from mr3_reward.templates import TEMPLATE_VERSION, LanguageMode
+from mr3_reward.types import THINK_CLOSE
 
 from training.rows import Renderers
 
 logger = logging.getLogger("training")
 
-THINK_CLOSE = "</think>"
 TRAINING_INFO = "mr3_training.json"
 
 
