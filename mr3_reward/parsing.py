@@ -512,11 +512,32 @@ def _regex_answer(keys: _ScoreKeys, lo: int, hi: int, *, inside_object: bool) ->
     return _Found(value, explanation, "regex")
 
 
+def _whole_object(text: str) -> _Found | None:
+    """The common case, read without scanning: the answer is exactly one JSON object holding a score. Any
+    other text (prose around it, several objects, broken JSON) goes the long way, which finds the same
+    object when this finds one."""
+    stripped = text.strip()
+    if not (stripped.startswith("{") and stripped.endswith("}")):
+        return None
+    try:
+        obj = _DECODER.decode(stripped)
+    except Exception:  # ValueError, RecursionError on deep nesting, MemoryError
+        return None
+    holder = _score_holder(obj) if isinstance(obj, dict) else None
+    if holder is None:
+        return None
+    mapping, key = holder
+    return _Found(mapping[key], _explanation_of(mapping), "json")
+
+
 def _find_answer(text: str) -> tuple[_Found | None, bool]:
     """(the last answer in ``text``, whether ``text`` says "score" at all).
 
     The answer is the newest object with a ``score`` key, else the last ``score: value``.
     """
+    found = _whole_object(text)
+    if found is not None:
+        return found, True
     keys = _ScoreKeys(text)
     if not keys.positions:
         return None, False
