@@ -6,8 +6,9 @@ Both sides judge the same requests on a scripted engine (no model), in batches o
 step sends them), alternating which side runs first, so they see the same machine load:
 
 1. Cold path. Ours: `Judge.judge` with a SQLite cache, i.e. render + cache key + cache miss + parse + store.
-   Minimal: an f-string render of the same size, a sha256 key, one SQLite lookup and one insert per batch,
-   ``json.loads`` of the answer. Goal: ours at most 2x the minimal loop's time.
+   Minimal: an f-string render of the same size, a sha256 key, one SQLite lookup and one insert per batch
+   (of the same record: verdict, explanation and the generated text), ``json.loads`` of the answer. The
+   engine is the same scripted one on both sides, at no cost. Goal: ours at most 2x the minimal loop's time.
 2. Warm replay: the same requests again, all cached. Ours: `Judge.judge` (render, key, cache hit). Minimal:
    one SQLite lookup of the same, already computed, keys and ``json.loads`` of each record. Goal: ours at
    least half the minimal lookup's rate.
@@ -28,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mr3_reward.backends.fake import FakeBackend
+from mr3_reward.backends.base import Generation
 from mr3_reward.judge import Judge
 from mr3_reward.parsing import parse_judgment
 from mr3_reward.types import THINK_CLOSE, JudgeRequest
@@ -43,6 +44,15 @@ def requests(n: int, tag: str = "") -> list[JudgeRequest]:
     body = "Here is a detailed answer with some code: def f(x): return {x: x ** 2}. " * 6
     return [JudgeRequest(task="pairwise", prompt=f"Question {tag}{i}: explain squares.", id=str(i % 97),
                          responses=(f"{body} v{i}", f"A shorter answer {i}.")) for i in range(n)]
+
+
+class Scripted:
+    """The engine of both sides: the same answer for every prompt, at no cost (what is measured is the rest)."""
+
+    model_id = "scripted"
+
+    def generate(self, requests):
+        return [Generation(ANSWER, "stop", 100, 40) for _ in requests]
 
 
 class MinimalLoop:
@@ -73,8 +83,11 @@ class MinimalLoop:
             if k in found:
                 out.append(json.loads(found[k]))
                 continue
-            answer = json.loads(ANSWER.rsplit(THINK_CLOSE, 1)[1])  # the engine's text, parsed
-            record = {"score": answer["score"], "explanation": answer["explanation"]}
+            reasoning, _, answer_text = ANSWER.rpartition(THINK_CLOSE)  # the engine's text, parsed
+            answer = json.loads(answer_text)
+            # What a cache must keep to give the judgment back: the verdict and the text it came from.
+            record = {"score": answer["score"], "explanation": answer["explanation"], "reasoning": reasoning,
+                      "raw": ANSWER}
             new.append((k, json.dumps(record)))
             out.append(record)
         self.db.execute("BEGIN")
@@ -104,7 +117,7 @@ def run(n: int = 10_000, batch: int = 64, repeats: int = 5, out_dir: Path | None
     cold = {"ours": [], "minimal": []}
     warm = {"ours": [], "minimal": []}
     with tempfile.TemporaryDirectory() as tmp:
-        judge = Judge(backend=FakeBackend(lambda p, s: ANSWER), cache=Path(tmp) / "ours.sqlite", max_retries=0)
+        judge = Judge(backend=Scripted(), cache=Path(tmp) / "ours.sqlite", max_retries=0)
         system = judge.render(requests(1)[0]).prompt.system
         minimal = MinimalLoop(Path(tmp) / "minimal.sqlite", system)
         sample = requests(2000, "s")

@@ -90,6 +90,10 @@ def _canonical_default(obj: Any) -> Any:
     )
 
 
+# One encoder for every record (``json.dumps`` with options builds a new one per call).
+_RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_canonical_default)
 
@@ -344,7 +348,7 @@ class JudgmentCache:
                 raise TypeError(f"cache keys must be strings, got {type(key).__name__}")
             if not isinstance(record, Mapping):
                 raise TypeError(f"cache records must be dicts, got {type(record).__name__} for key {key!r}")
-            encoded[key] = json.dumps(dict(record), ensure_ascii=False, separators=(",", ":"))
+            encoded[key] = _RECORD_ENCODER.encode(record if isinstance(record, dict) else dict(record))
         if not encoded:
             return
         with self._mem_lock:

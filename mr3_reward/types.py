@@ -354,7 +354,11 @@ class Judgment:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe record (what the result cache stores)."""
-        return {name: (dict(v) if isinstance(v := getattr(self, name), Mapping) else v) for name in _JUDGMENT_FIELDS}
+        record = dict(self.__dict__)
+        record["meta"] = dict(self.meta)  # the two mappings are copied: the record must not alias the judgment
+        if self.label_probs is not None:
+            record["label_probs"] = dict(self.label_probs)
+        return record
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Judgment:
