@@ -1,36 +1,31 @@
-"""Judge: render -> generate -> parse, batched, re-sampling only the items that failed."""
+"""Judge: render -> cache -> generate -> parse, batched, re-sampling only the items that failed.
+
+The judge holds the configuration (model, language mode, sampling, cache, input limit) and renders and keys
+requests; the judging loop it runs is `mr3_reward.judging.judge_together`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mr3_reward.backends.base import (
-    Backend,
-    ChatPrompt,
-    EngineInfo,
-    Generation,
-    GenerationRequest,
-    RunsPhases,
-)
+from mr3_reward.backends.base import Backend, ChatPrompt, EngineInfo
 from mr3_reward.backends.registry import make_backend
 from mr3_reward.cache import JudgmentCache, cache_key, digest_parts
 from mr3_reward.errors import ConfigError
 from mr3_reward.judge_checks import constrained_problem, judge_problems
+# judgment_from_generation and label_probs moved with the loop to `mr3_reward.judging`; still importable here.
+from mr3_reward.judging import judge_together, judgment_from_generation, label_probs  # noqa: F401
 from mr3_reward.models import DEFAULT_MODEL
-from mr3_reward.parsing import parse_judgment
-from mr3_reward.phases import generate as run_generation
 from mr3_reward.templates import LanguageMode, RenderedPrompt, Renderer, RubricPack, approx_tokens
-from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
+from mr3_reward.types import JudgeRequest, Judgment, Sampling
 
 # The input limit for an engine that reports no context: mR3's 32768 tokens less the 16384 it may generate.
 DEFAULT_MAX_INPUT_TOKENS = 16384
 RECENT_REQUESTS = 4096
-_NOT_CACHED = (Failure.ENGINE_ERROR.value, Failure.INPUT_TOO_LONG.value)
 
 
 def open_cache(cache: str | Path | JudgmentCache | None) -> JudgmentCache | None:
@@ -40,34 +35,6 @@ def open_cache(cache: str | Path | JudgmentCache | None) -> JudgmentCache | None
     if isinstance(cache, (str, Path)):
         return JudgmentCache(None if str(cache) == "default" else cache)
     raise TypeError(f"cache must be None, 'default', a path, ':memory:' or a JudgmentCache; got {type(cache).__name__}")
-
-
-def judgment_from_generation(gen: Generation, rendered: RenderedPrompt) -> Judgment:
-    """One engine output -> a `Judgment`: an engine error becomes a typed failure, text is parsed against
-    the rendered prompt's labels and prefix, and label log-probabilities are kept for soft rewards."""
-    if gen.finish_reason == "error":
-        return Judgment(score=None, failure=Failure.ENGINE_ERROR.value, raw=gen.text,
-                        meta={"error": gen.error or "unknown engine error"})
-    j = parse_judgment(gen.text, rendered.labels, rendered.prompt.prefix, truncated=gen.finish_reason == "length")
-    if gen.thinking_tokens is not None:
-        j = j.with_(meta={**j.meta, "thinking_tokens": gen.thinking_tokens})
-    if gen.label_logprobs and j.ok:
-        j = j.with_(label_probs=label_probs(gen.label_logprobs, rendered.labels),
-                                meta={**j.meta, "label_logprobs": dict(gen.label_logprobs)})
-    return j
-
-
-def label_probs(logprobs: Mapping[str, float], labels: Sequence[str]) -> dict[str, float] | None:
-    """Label log-probabilities -> probabilities renormalized over the rubric's labels (a label the engine did
-    not report gets 0); None when none of the labels was reported."""
-    known = {lab: logprobs[lab] for lab in labels if lab in logprobs}
-    if not known:
-        return None
-    top = max(known.values())
-    weights = {lab: math.exp(lp - top) for lab, lp in known.items()}
-    total = sum(weights.values())
-    return {lab: weights.get(lab, 0.0) / total for lab in labels}
-
 
 
 class Judge:
@@ -201,7 +168,9 @@ class Judge:
         p = rendered.prompt
         return digest_parts(self._config_digest, p.system, p.user, p.prefix, *rendered.labels)
 
-    def _prepared(self, request: JudgeRequest) -> tuple[RenderedPrompt, str]:
+    def prepare(self, request: JudgeRequest) -> tuple[RenderedPrompt, str]:
+        """``request``'s rendered prompt (`render`) and its cache key (`key`), remembered for recent requests
+        so a repeated batch (a warm cache) skips rendering."""
         hit = self._recent.get(request)
         if hit is None:
             rendered = self.render(request)
@@ -223,95 +192,9 @@ class Judge:
         so it can batch them; the items that failed (no score) are re-sampled with the next seed, up to
         ``max_retries`` times. ``progress(n)`` is called as items reach their final judgment.
         ``self.last_stats`` describes the call (requests, cache hits, duplicates, items sent to the engine).
+        The loop is `mr3_reward.judging.judge_together`, which also runs several judges on one engine.
         """
-        if isinstance(requests, JudgeRequest):
-            raise TypeError("judge() takes a list of JudgeRequest; for one request use judge([request]) or judge_one(request)")
-        if requests is None or isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Iterable):
-            raise TypeError(f"judge() takes a list of JudgeRequest, got {type(requests).__name__}")
-        if self.backend is None:
-            raise RuntimeError("this Judge was built with backend=None (rendering and keys only); build it with an "
-                               "engine, e.g. Judge(model, backend='transformers'), to judge")
-        requests = list(requests)
-        for i, r in enumerate(requests):
-            if not isinstance(r, JudgeRequest):
-                raise TypeError(f"requests[{i}] is a {type(r).__name__}, not a JudgeRequest")
-        rendered, keys = zip(*map(self._prepared, requests)) if requests else ((), ())
-        found = self.cache.get_many(list(dict.fromkeys(keys))) if self.cache is not None else {}
-        first: dict[str, int] = {}  # key -> the index that gets judged
-        for i, k in enumerate(keys):
-            if k not in found:
-                first.setdefault(k, i)
-        # The language the judge reasons in: the input's with target-language thinking, else English.
-        thinking = [requests[i].language if self.renderer.mode.tgt_thinking else "en" for i in first.values()]
-        fresh = self._generate([rendered[i] for i in first.values()], thinking, progress)
-        by_key = {k: j for k, j in zip(first, fresh)}
-        if self.cache is not None:
-            # Engine errors are transient, and an input too long for this judge's limit may fit a larger one:
-            # never cache them, so the next call tries again.
-            self.cache.put_many({k: j.to_dict() for k, j in by_key.items() if j.failure not in _NOT_CACHED})
-        out = []
-        for k in keys:
-            if k in found:
-                record = found[k]
-                out.append(Judgment.from_dict({**record, "meta": {**(record.get("meta") or {}), "cached": True}}))
-            else:
-                out.append(by_key[k])
-        hits = sum(k in found for k in keys)
-        if progress and len(keys) > len(first):  # cache hits and duplicates are done without the engine
-            progress(len(keys) - len(first))
-        self.last_stats = {
-            "requests": len(keys), "cache_hits": hits, "duplicates": len(keys) - hits - len(first),
-            "engine_items": len(first),
-        }
-        if self._info is not None:  # a shared pool collects its clients' statistics
-            self._info.observe(self.last_stats)
-        return out
-
-    def _engine(self, requests: list[GenerationRequest]) -> list[Generation]:
-        """One round of generation: one engine call, or one per phase with a budget or constrained verdicts
-        (on a pool, its replicas run the phases next to their engines)."""
-        if isinstance(self.backend, RunsPhases):
-            return self.backend.generate_in_phases(requests)
-        return run_generation(self.backend, requests)
-
-    def _generate(self, rendered: list[RenderedPrompt], languages: list[str],
-                  progress: Callable[[int], None] | None) -> list[Judgment]:
-        results: list[Judgment | None] = [None] * len(rendered)
-        spent: list[tuple[int, int]] = [(0, 0)] * len(rendered)
-        pending = [i for i, r in enumerate(rendered) if r.input_problem is None]
-        for i, r in enumerate(rendered):
-            if r.input_problem is not None:  # cannot fit the engine: a typed failure without an engine call
-                results[i] = Judgment(score=None, failure=Failure.INPUT_TOO_LONG.value, attempts=0,
-                                      neutralized_lines=r.neutralized_lines, meta={"error": r.input_problem})
-                if progress:
-                    progress(1)
-        for attempt in range(self.max_retries + 1):
-            if not pending:
-                break
-            sampling = self.sampling
-            if attempt and sampling.seed is not None:
-                sampling = sampling.with_(seed=sampling.seed + attempt)
-            gens = self._engine([GenerationRequest(rendered[i].prompt, sampling, rendered[i].labels,
-                                                   thinking_language=languages[i]) for i in pending])
-            if len(gens) != len(pending):
-                raise RuntimeError(f"backend {self.model_id!r} returned {len(gens)} generations for {len(pending)} requests")
-            still = []
-            last = attempt == self.max_retries
-            for i, gen in zip(pending, gens):
-                p, c = spent[i]
-                spent[i] = (p + gen.prompt_tokens, c + gen.completion_tokens)
-                j = judgment_from_generation(gen, rendered[i])
-                results[i] = j.with_(
-                    attempts=attempt + 1, prompt_tokens=spent[i][0], completion_tokens=spent[i][1],
-                    neutralized_lines=rendered[i].neutralized_lines, truncated_input=rendered[i].truncated_input,
-                )
-                if j.ok or last:
-                    if progress:
-                        progress(1)
-                else:
-                    still.append(i)
-            pending = still
-        return [j for j in results if j is not None]
+        return judge_together([(self, requests)], progress=progress)[0]
 
     def judge_one(self, request: JudgeRequest) -> Judgment:
         return self.judge([request])[0]

@@ -129,3 +129,38 @@ def test_a_judge_without_an_engine_renders_and_keys_like_one_with_it():
     assert Judge("m", backend=None, revision="abc").key(without.render(request)) != without.key(without.render(request))
     with pytest.raises(RuntimeError, match="backend=None"):
         without.judge([request])
+
+
+def test_judges_sharing_an_engine_judge_together_one_engine_call_a_round():
+    from mr3_reward.judging import judge_together
+
+    def respond(prompt, sampling):
+        if "q1\n" in prompt.user and sampling.seed in (7, 20):  # item 1 fails at first for both judges
+            return "<think>hmm</think> I cannot decide."
+        return ANSWER.format("Assistant A" if sampling.seed % 2 else "Assistant B")
+
+    german = [JudgeRequest(task="pairwise", prompt=f"q{i}", responses=(f"a{i}", f"b{i}"), language="de", id=str(i))
+              for i in range(3)]
+
+    def judges(backend):  # another language mode, another seed, other retries
+        return [(Judge(backend=backend, seed=7), reqs(3)),
+                (Judge(backend=backend, seed=20, language_mode="en-prompt-tgt-thinking", max_retries=0), german)]
+
+    shared = FakeBackend(respond)
+    groups = judges(shared)
+    together = judge_together(groups)
+    assert shared.calls == 2 and shared.items == 3 + 3 + 1  # round two: only the first judge's retry
+    alone = [judge.judge(batch) for judge, batch in judges(FakeBackend(respond))]
+    assert together == alone
+    assert [j.score for j in together[0]] == ["Assistant A", "Assistant B", "Assistant A"]
+    assert not together[1][1].ok and together[1][1].attempts == 1  # max_retries=0: never re-sampled
+    assert groups[0][0].last_stats == {"requests": 3, "cache_hits": 0, "duplicates": 0, "engine_items": 3}
+
+    # Identical seeded engine requests of two judges are the same work: generated once. Unseeded ones are
+    # independent draws: never merged.
+    for seed, items in ((7, 2), (None, 4)):
+        engine = FakeBackend()
+        judge_together([(Judge(backend=engine, seed=seed), reqs(2)), (Judge(backend=engine, seed=seed), reqs(2))])
+        assert engine.items == items
+    with pytest.raises(ValueError, match="share one backend"):
+        judge_together([(Judge(backend=FakeBackend()), reqs(1)), (Judge(backend=FakeBackend()), reqs(1))])

@@ -228,6 +228,7 @@ def test_distill_records_correctness_per_strategy_and_sample(pack_dir):
     assert all(t["correct"] for t in by_id["q05"]["traces"])
     # English prompts are identical under en-prompt-tgt-thinking and tgt-prompt-tgt-thinking: generated once.
     assert teacher.items == 4 * 3 * 2 + 2 * 2
+    assert teacher.calls == 1  # one engine round for the shard, whatever the strategies and samples
     assert report["by_strategy"][TGT_EN] == {"correct": 8, "wrong": 2}
     assert report["by_strategy"][TGT_TGT] == {"correct": 9, "no_answer": 1}
     assert report["rows_generated_this_run"] == 5

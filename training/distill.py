@@ -12,9 +12,25 @@ Each row gets one trace per (strategy, sample): the teacher's text, the verdict 
 parser, and whether it matches the gold label. Prompts come from the package's renderer, so a trace's
 prompt is byte for byte the prompt the student is later trained on and served with.
 
-For English rows the strategies collapse (``en-prompt-tgt-thinking`` and ``tgt-prompt-tgt-thinking``
-render the same bytes); identical (prompt, seed) requests are generated once and the trace is shared,
-exactly what a seeded engine would have returned twice. Sample ``k`` uses seed ``sampling.seed + k``.
+The teacher judges through the package's judging loop (`mr3_reward.judging.judge_together`), as any
+`Judge` does: one judge per (strategy, template family, sample), all sharing the teacher's engine, so a shard
+is still one engine round. Sample ``k`` uses seed ``sampling.seed + k``; a trace is never re-sampled
+(``max_retries=0``: a failed trace is data the filter counts) and never cached (the shards are the
+checkpoints). What the judge does, the traces do:
+
+- **Merging.** For English rows the strategies collapse (``en-prompt-tgt-thinking`` and
+  ``tgt-prompt-tgt-thinking`` render the same bytes): identical seeded requests are generated once and the
+  trace is shared, exactly what a seeded engine would have returned twice. Unseeded samples (``seed:
+  null``) are independent draws and are never merged across strategies or samples; within one strategy and
+  sample, identical rows are judged once, as a `Judge` merges identical requests in a call.
+- **Input fitting.** A prompt longer than the teacher's input limit (`Judge.input_limit`) gets
+  its responses cut to fit, as at serving time, or fails as ``input_too_long`` without an engine call
+  when nothing fits. A cut is not recorded in the trace (``training.rows.TRACE_FIELDS`` has no column for
+  it), and SFT pairs such a trace with the uncut prompt (or drops it, when longer than ``max_length``).
+- **Budgets.** Distillation is unbudgeted by default: the teacher's full traces are the training data.
+  ``teacher.sampling`` may set ``thinking_budget`` and ``verdict`` (`mr3_reward.phases`); they are part of
+  the teacher's sampling, and so of the stage's digest. A budgeted shard takes one engine call per phase
+  and sample (`mr3_reward.phases.generate` runs each distinct sampling, so each seed, on its own).
 
 Work is checkpointed per shard of rows (`training.store.run_sharded`): a killed run resumes at the next
 unfinished shard and never asks the teacher again for a finished one.
@@ -28,12 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mr3_reward.backends.base import Backend, GenerationRequest
-from mr3_reward.judge import judgment_from_generation
-from mr3_reward.templates import LanguageMode
-from mr3_reward.types import Sampling
+from mr3_reward.backends.base import Backend
+from mr3_reward.judge import Judge
+from mr3_reward.judging import judge_together
+from mr3_reward.templates import LanguageMode, Renderer
+from mr3_reward.types import JudgeRequest, Sampling
 
-from training.rows import Renderers
+from training.rows import Renderers, to_request
 from training.store import run_sharded
 
 STRATEGIES = (
@@ -70,6 +87,15 @@ class DistillConfig:
         return out
 
 
+def teacher_judge(teacher: Backend, sampling: Sampling, renderer: Renderer, sample: int) -> Judge:
+    """The teacher as a `Judge` for one (language mode, template family, sample): ``renderer``'s settings,
+    seed ``sampling.seed + sample``, no retries (a failed trace is data: the filter counts it) and no cache
+    (the stage checkpoints its shards itself)."""
+    seed = None if sampling.seed is None else sampling.seed + sample
+    return Judge(backend=teacher, language_mode=renderer.mode, pack=renderer.pack, family=renderer.family,
+                 sampling=sampling.with_(seed=seed), max_retries=0)
+
+
 def generate_traces(
     rows: Sequence[Mapping[str, Any]],
     model: Backend,
@@ -78,44 +104,38 @@ def generate_traces(
     samples: int,
     renderers: Renderers,
 ) -> list[list[dict[str, Any]]]:
-    """Judge each row under each mode ``samples`` times; one engine call for the whole batch.
+    """Judge each row under each mode ``samples`` times, in the package's judging loop: one `teacher_judge`
+    per (mode, template family, sample), all run by `mr3_reward.judging.judge_together`, so the whole batch
+    is one engine round.
 
     Returns, per row, its traces (``training.rows.TRACE_FIELDS``) ordered by mode, then sample.
     """
-    unique: dict[tuple, int] = {}  # (system, user, prefix, seed) -> index into `requests`
-    requests: list[GenerationRequest] = []
-    rendered_of: list[Any] = []
-    plan: list[list[tuple[str, int, int]]] = []  # per row: (mode, sample, request index)
+    modes = [LanguageMode.parse(m) for m in modes]
+    judges: dict[tuple[str, str | None, int], Judge] = {}
+    asked: dict[tuple[str, str | None, int], list[JudgeRequest]] = defaultdict(list)
+    plan: list[list[tuple[str, int, tuple, int]]] = []  # per row: (mode, sample, judge, index in its requests)
     for row in rows:
         items = []
         for mode in modes:
-            mode = LanguageMode.parse(mode)
-            rendered = renderers.render(row, mode)
+            renderer = renderers.get(mode, row.get("family"))
+            request = to_request(row, mode)
             for k in range(samples):
-                seed = None if sampling.seed is None else sampling.seed + k
-                p = rendered.prompt
-                # Unseeded samples are independent draws: never merge them.
-                key = (p.system, p.user, p.prefix, seed, rendered.labels) if seed is not None else (len(requests),)
-                if key not in unique:
-                    unique[key] = len(requests)
-                    requests.append(GenerationRequest(p, sampling.with_(seed=seed)))
-                    rendered_of.append(rendered)
-                items.append((mode.value, k, unique[key]))
+                group = (mode.value, renderer.family, k)
+                if group not in judges:
+                    judges[group] = teacher_judge(model, sampling, renderer, k)
+                items.append((mode.value, k, group, len(asked[group])))
+                asked[group].append(request)
         plan.append(items)
-    generations = model.generate(requests) if requests else []
-    if len(generations) != len(requests):
-        raise RuntimeError(f"backend {getattr(model, 'model_id', '?')!r} returned {len(generations)} generations "
-                           f"for {len(requests)} requests")
-    judgments = [judgment_from_generation(g, r) for g, r in zip(generations, rendered_of)]
+    judged = dict(zip(judges, judge_together([(judges[g], asked[g]) for g in judges])))
     out = []
     for row, items in zip(rows, plan):
         traces = []
-        for mode, k, i in items:
-            j, g = judgments[i], generations[i]
+        for mode, k, group, i in items:
+            j = judged[group][i]
             traces.append({
                 "strategy": mode, "sample": k, "score": j.score, "failure": j.failure,
                 "correct": j.score is not None and j.score == row["gold"], "explanation": j.explanation,
-                "text": g.text, "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
+                "text": j.raw, "prompt_tokens": j.prompt_tokens, "completion_tokens": j.completion_tokens,
             })
         out.append(traces)
     return out

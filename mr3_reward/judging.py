@@ -1,0 +1,250 @@
+"""The judging loop, defined once: rendered requests -> cache -> engine rounds -> parse -> re-sample failures.
+
+`Judge.judge` is this loop for one judge. `judge_together` runs it for several judges that share one engine
+(training's teacher judges every row under each language mode and seed), so that every round is still one
+engine call for everything pending, whichever judge it belongs to.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mr3_reward.backends.base import EngineInfo, Generation, GenerationRequest, RunsPhases
+from mr3_reward.parsing import parse_judgment
+from mr3_reward.phases import generate as run_generation
+from mr3_reward.templates import RenderedPrompt
+from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
+
+if TYPE_CHECKING:
+    from mr3_reward.judge import Judge
+
+__all__ = ["engine_round", "judge_together", "judgment_from_generation", "label_probs"]
+
+# Engine errors are transient, and an input too long for one judge's limit may fit a larger one: never cached,
+# so the next call tries again.
+_NOT_CACHED = (Failure.ENGINE_ERROR.value, Failure.INPUT_TOO_LONG.value)
+
+
+def judgment_from_generation(gen: Generation, rendered: RenderedPrompt) -> Judgment:
+    """One engine output -> a `Judgment`: an engine error becomes a typed failure, text is parsed against
+    the rendered prompt's labels and prefix, and label log-probabilities are kept for soft rewards."""
+    if gen.finish_reason == "error":
+        return Judgment(score=None, failure=Failure.ENGINE_ERROR.value, raw=gen.text,
+                        meta={"error": gen.error or "unknown engine error"})
+    j = parse_judgment(gen.text, rendered.labels, rendered.prompt.prefix, truncated=gen.finish_reason == "length")
+    if gen.thinking_tokens is not None:
+        j = j.with_(meta={**j.meta, "thinking_tokens": gen.thinking_tokens})
+    if gen.label_logprobs and j.ok:
+        j = j.with_(label_probs=label_probs(gen.label_logprobs, rendered.labels),
+                                meta={**j.meta, "label_logprobs": dict(gen.label_logprobs)})
+    return j
+
+
+def label_probs(logprobs: Mapping[str, float], labels: Sequence[str]) -> dict[str, float] | None:
+    """Label log-probabilities -> probabilities renormalized over the rubric's labels (a label the engine did
+    not report gets 0); None when none of the labels was reported."""
+    known = {lab: logprobs[lab] for lab in labels if lab in logprobs}
+    if not known:
+        return None
+    top = max(known.values())
+    weights = {lab: math.exp(lp - top) for lab, lp in known.items()}
+    total = sum(weights.values())
+    return {lab: weights.get(lab, 0.0) / total for lab in labels}
+
+
+def engine_round(backend: Any, requests: list[GenerationRequest]) -> list[Generation]:
+    """One round of generation: one engine call, or one per phase with a budget or constrained verdicts
+    (on a pool, its replicas run the phases next to their engines)."""
+    if isinstance(backend, RunsPhases):
+        return backend.generate_in_phases(requests)
+    return run_generation(backend, requests)
+
+
+@dataclass
+class _Item:
+    """One distinct request of one judge that needs the engine, and its judgment so far."""
+
+    judge: Judge
+    rendered: RenderedPrompt
+    language: str  # the language the judge reasons in
+    result: Judgment | None = None
+    prompt_tokens: int = 0  # over every attempt
+    completion_tokens: int = 0
+
+
+@dataclass
+class _Part:
+    """One judge's share of a call: its requests' keys, what the cache held, and the items it generates."""
+
+    judge: Judge
+    keys: tuple[str, ...]
+    found: Mapping[str, Mapping[str, Any]]
+    first: dict[str, int] = field(default_factory=dict)  # key -> the index of the request that gets judged
+    items: list[_Item] = field(default_factory=list)
+
+
+def judge_together(
+    groups: Iterable[tuple[Judge, Sequence[JudgeRequest]]],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[Judgment]]:
+    """Judge each group's requests with its own judge, every engine round one call for all groups.
+
+    Each judge renders (fitting its input limit), keys, looks up its own cache and merges its own identical
+    requests, exactly as `Judge.judge`; then every remaining item of every group goes to the shared backend
+    in one round. Identical seeded engine requests of different judges (the same prompt, sampling and seed:
+    the same work) are generated once; unseeded ones never, as they are independent draws. A failed item is
+    re-sampled with the next seed up to its own judge's ``max_retries``, each retry round again one call.
+    Each judge then caches its results, sets ``last_stats`` (for its last group here) and reports them.
+
+    Args:
+        groups (`Iterable[tuple[Judge, Sequence[JudgeRequest]]]`): judges sharing one backend object, each
+            with its requests.
+        progress (`Callable[[int], None]`, *optional*): called with ``n`` as items reach their final judgment.
+
+    Returns:
+        `list[list[Judgment]]`: per group, one `Judgment` per request, in order.
+
+    Raises:
+        `TypeError`: a group's requests are not a list of `JudgeRequest`.
+        `RuntimeError`: the judges have no engine (``backend=None``).
+        `ValueError`: the judges do not share one backend object.
+
+    >>> from mr3_reward.judge import Judge
+    >>> from mr3_reward.backends.fake import FakeBackend
+    >>> engine = FakeBackend()
+    >>> a, b = Judge(backend=engine, seed=1), Judge(backend=engine, seed=2)
+    >>> ask = [JudgeRequest(task="binary", prompt="2+2?", responses=("4",))]
+    >>> [[j.score for j in out] for out in judge_together([(a, ask), (b, ask)])], engine.calls
+    ([['true'], ['true']], 1)
+    """
+    groups = [(judge, _checked(judge, requests)) for judge, requests in groups]
+    if not groups:
+        return []
+    backend = groups[0][0].backend
+    if any(judge.backend is not backend for judge, _ in groups):
+        raise ValueError("judge_together needs judges that share one backend object (one engine round for all); "
+                         "build them with the same backend instance, or call judge() on each")
+    parts = [_part(judge, requests) for judge, requests in groups]
+    _generate(backend, [item for part in parts for item in part.items], progress)
+    return [_finish(part, progress) for part in parts]
+
+
+def _checked(judge: Judge, requests: Any) -> list[JudgeRequest]:
+    if isinstance(requests, JudgeRequest):
+        raise TypeError("judge() takes a list of JudgeRequest; for one request use judge([request]) or judge_one(request)")
+    if requests is None or isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Iterable):
+        raise TypeError(f"judge() takes a list of JudgeRequest, got {type(requests).__name__}")
+    if judge.backend is None:
+        raise RuntimeError("this Judge was built with backend=None (rendering and keys only); build it with an "
+                           "engine, e.g. Judge(model, backend='transformers'), to judge")
+    requests = list(requests)
+    for i, r in enumerate(requests):
+        if not isinstance(r, JudgeRequest):
+            raise TypeError(f"requests[{i}] is a {type(r).__name__}, not a JudgeRequest")
+    return requests
+
+
+def _part(judge: Judge, requests: list[JudgeRequest]) -> _Part:
+    rendered, keys = zip(*map(judge.prepare, requests)) if requests else ((), ())
+    found = judge.cache.get_many(list(dict.fromkeys(keys))) if judge.cache is not None else {}
+    part = _Part(judge, keys, found)
+    for i, k in enumerate(keys):
+        if k not in found:
+            part.first.setdefault(k, i)
+    # The language the judge reasons in: the input's with target-language thinking, else English.
+    tgt_thinking = judge.language_mode.tgt_thinking
+    part.items = [_Item(judge, rendered[i], requests[i].language if tgt_thinking else "en")
+                  for i in part.first.values()]
+    return part
+
+
+def _generate(backend: Any, items: list[_Item], progress: Callable[[int], None] | None) -> None:
+    pending = []
+    for it in items:
+        r = it.rendered
+        if r.input_problem is None:
+            pending.append(it)
+            continue
+        # Cannot fit the engine: a typed failure without an engine call.
+        it.result = Judgment(score=None, failure=Failure.INPUT_TOO_LONG.value, attempts=0,
+                             neutralized_lines=r.neutralized_lines, meta={"error": r.input_problem})
+        if progress:
+            progress(1)
+    attempt = 0
+    while pending:
+        samplings: dict[int, Sampling] = {}
+        sent: list[GenerationRequest] = []
+        slot_of: dict[GenerationRequest, int] = {}
+        slots = []
+        for it in pending:
+            sampling = samplings.get(id(it.judge))
+            if sampling is None:
+                sampling = samplings[id(it.judge)] = _attempt_sampling(it.judge.sampling, attempt)
+            req = GenerationRequest(it.rendered.prompt, sampling, it.rendered.labels, thinking_language=it.language)
+            slot = slot_of.get(req) if sampling.seed is not None else None
+            if slot is None:
+                slot = len(sent)
+                sent.append(req)
+                if sampling.seed is not None:
+                    slot_of[req] = slot
+            slots.append(slot)
+        gens = engine_round(backend, sent)
+        if len(gens) != len(sent):
+            raise RuntimeError(f"backend {backend.model_id!r} returned {len(gens)} generations "
+                               f"for {len(sent)} requests")
+        still = []
+        for it, slot in zip(pending, slots):
+            if _record(it, gens[slot], attempt):
+                if progress:
+                    progress(1)
+            else:
+                still.append(it)
+        pending = still
+        attempt += 1
+
+
+def _attempt_sampling(sampling: Sampling, attempt: int) -> Sampling:
+    """A re-sample draws with the next seed (an unseeded judge draws anew anyway)."""
+    if attempt and sampling.seed is not None:
+        return sampling.with_(seed=sampling.seed + attempt)
+    return sampling
+
+
+def _record(it: _Item, gen: Generation, attempt: int) -> bool:
+    """Keep ``gen`` as the item's judgment so far; True when it is final (judged, or out of retries)."""
+    it.prompt_tokens += gen.prompt_tokens
+    it.completion_tokens += gen.completion_tokens
+    j = judgment_from_generation(gen, it.rendered)
+    it.result = j.with_(
+        attempts=attempt + 1, prompt_tokens=it.prompt_tokens, completion_tokens=it.completion_tokens,
+        neutralized_lines=it.rendered.neutralized_lines, truncated_input=it.rendered.truncated_input,
+    )
+    return j.ok or attempt >= it.judge.max_retries
+
+
+def _finish(part: _Part, progress: Callable[[int], None] | None) -> list[Judgment]:
+    judge, keys, found = part.judge, part.keys, part.found
+    by_key = {k: it.result for k, it in zip(part.first, part.items)}
+    if judge.cache is not None:
+        judge.cache.put_many({k: j.to_dict() for k, j in by_key.items() if j.failure not in _NOT_CACHED})
+    out = []
+    for k in keys:
+        if k in found:
+            record = found[k]
+            out.append(Judgment.from_dict({**record, "meta": {**(record.get("meta") or {}), "cached": True}}))
+        else:
+            out.append(by_key[k])
+    hits = sum(k in found for k in keys)
+    if progress and len(keys) > len(part.first):  # cache hits and duplicates are done without the engine
+        progress(len(keys) - len(part.first))
+    judge.last_stats = {
+        "requests": len(keys), "cache_hits": hits, "duplicates": len(keys) - hits - len(part.first),
+        "engine_items": len(part.first),
+    }
+    if isinstance(judge.backend, EngineInfo):  # a shared pool collects its clients' statistics
+        judge.backend.observe(judge.last_stats)
+    return out
