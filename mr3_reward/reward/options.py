@@ -56,27 +56,17 @@ class RewardConfig:
     name: str = "mr3"
 
 
-def reward_config(
-    *,
-    mode: str = "pointwise",
-    task: str | TaskKind | None = None,
-    rubric: Rubric | Mapping[str, str] | str | None = None,
-    task_description: str | None = None,
-    language: str = "en",
-    debias: str | None = None,
-    on_disagree: str = "tie",
-    soft: bool = False,
-    group_opponents: int | None = None,
-    group_size: int | None = None,
-    rank: int | None = None,
-    group_timeout_s: float = 120.0,
-    columns: Mapping[str, str] | None = None,
-    name: str = "mr3",
-    engine: Mapping[str, Any] | None = None,
-) -> RewardConfig:
+# The options `reward_config` checks, with the defaults `MR3Reward` documents (its signature spells them out).
+_DEFAULTS: dict[str, Any] = dict(
+    mode="pointwise", task=None, rubric=None, task_description=None, language="en", debias=None, on_disagree="tie",
+    soft=False, group_opponents=None, group_size=None, rank=None, group_timeout_s=120.0, columns=None, name="mr3")
+
+
+def reward_config(*, engine: Mapping[str, Any] | None = None, **options: Any) -> RewardConfig:
     """Check the options of `MR3Reward` and fill in the defaults that depend on the mode.
 
-    rank (`int`, *optional*): checked only (the reward keeps it for group mode across ranks).
+    options: `MR3Reward`'s options of the same names (``mode``, ``task``, ``rubric``, ..., ``name``); ``rank``
+        is checked only (the reward keeps it for group mode across ranks).
     engine (`dict`, *optional*): how the judge is chosen (``judge``, ``pool``, ``model``, ``backend``,
         ``backend_options``, ``language_mode``, ``pack``, ``family``, ``cache``, ``max_retries``, ``sampling``):
         checked for clashes between ``judge=``, ``pool=`` and the rest, and by `judge_problems` when a judge
@@ -91,6 +81,11 @@ def reward_config(
     ...
     mr3_reward.errors.ConfigError: invalid MR3Reward: debias='both' needs a pairwise mode ...; on_disagree must be one of ...
     """
+    unknown = sorted(set(options) - set(_DEFAULTS))
+    if unknown:
+        raise TypeError(f"unknown MR3Reward option(s) {unknown}; known: {', '.join(_DEFAULTS)}")
+    (mode, task, rubric, task_description, language, debias, on_disagree, soft, group_opponents, group_size, rank,
+     group_timeout_s, columns, name) = ({**_DEFAULTS, **options}[k] for k in _DEFAULTS)
     problems: list[str] = []
     task_kind = _task_of(mode, task, problems)
     if debias is None:

@@ -155,12 +155,7 @@ BUILTIN: dict[TaskKind, BuiltinTemplate] = {
             "Decide whether the response below correctly and fully answers the user's prompt. "
             "If a reference answer is given, the response is correct only if it agrees with it."
         ),
-        rubrics=(
-            {
-                "true": "The response is correct.",
-                "false": "The response is incorrect.",
-            },
-        ),
+        rubrics=({"true": "The response is correct.", "false": "The response is incorrect."},),
         explanation="A short justification of whether the response is correct.",
         response_headers=("Response",),
     ),
