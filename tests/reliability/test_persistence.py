@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-import mr3_reward.cache as cache_mod
+import mr3_reward.cache.store as cache_mod
 import mr3_reward.templates as templates
 from mr3_reward.backends.fake import FakeBackend
 from mr3_reward.cache import JudgmentCache
