@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mr3_reward.backends.base import EngineInfo, Generation, GenerationRequest, RunsPhases
 from mr3_reward.parsing import parse_judgment
 from mr3_reward.phases import generate as run_generation
+from mr3_reward.phases import needs_phases
 from mr3_reward.templates import RenderedPrompt
 from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
 
@@ -60,6 +61,8 @@ def engine_round(backend: Any, requests: list[GenerationRequest]) -> list[Genera
     (on a pool, its replicas run the phases next to their engines)."""
     if isinstance(backend, RunsPhases):
         return backend.generate_in_phases(requests)
+    if not any(needs_phases(r.sampling) for r in requests):
+        return backend.generate(requests)  # the common case: straight to the engine
     return run_generation(backend, requests)
 
 
