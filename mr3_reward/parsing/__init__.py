@@ -1,0 +1,161 @@
+"""Reading a judge's generation into a `Judgment`.
+
+mR3 thinks inside ``<think> … </think>`` and then answers with a small object such as
+``{"explanation": "...", "score": "Assistant A"}``. The reference implementation splits on the last
+``</think>``, tries ``json.loads(answer)["score"]`` and otherwise a ``score: value`` regex. This module
+does the same and recovers more: fenced or prose-wrapped objects, Python-dict quoting, several answer
+objects, numbers and booleans as scores, unescaped quotes inside the explanation, and label spelling
+differences. It never raises on model text and stays linear-time on hostile input, because a reward
+function runs on every rollout of a training job and one odd generation must not stop it.
+
+The reading is split by concern: `labels` matches a value to a label, `spans` finds and loads
+``{...}`` spans within fixed budgets, `objects` reads the score and explanation out of a parsed
+object, `fallback` reads ``score: value`` by regex, and `answer` picks the answer out of the text
+after ``</think>``. This module turns that answer into a `Judgment`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mr3_reward.parsing.answer import _find_answer
+from mr3_reward.parsing.fallback import _BareValue
+from mr3_reward.parsing.labels import _coerce_labels, normalize_label
+from mr3_reward.types import THINK_CLOSE, THINK_OPEN, Failure, Judgment, Rubric
+
+__all__ = ["parse_judgment", "normalize_label"]
+
+# doctest.testmod(parsing) (tests/test_parsing.py) only collects objects defined in this module;
+# naming the re-exported function here keeps its examples in that run.
+__test__ = {"normalize_label": normalize_label}
+
+
+def _strip_open_tag(text: str) -> str:
+    stripped = text.lstrip()
+    return stripped[len(THINK_OPEN) :] if stripped.startswith(THINK_OPEN) else text
+
+
+def parse_judgment(
+    text: str,
+    labels: Sequence[str] | Rubric,
+    prefix: str = "",
+    *,
+    truncated: bool = False,
+) -> Judgment:
+    """Read a judge's generation into a `Judgment`, never raising on what the model wrote.
+
+    The answer is what follows the last ``</think>``; JSON-like text in the reasoning is ignored.
+    The answer object may be plain, fenced (```` ```json ````), Python-quoted, wrapped in prose or
+    repeated (the last object with a ``score`` key wins); failing that, a ``score: value`` pattern is
+    used. Without any ``</think>`` the whole generation is searched (small models that do not know
+    think tags), unless the generation was cut off by the token limit.
+
+    Failures set ``score=None`` and ``failure`` to a `Failure` value: ``no_answer`` (empty generation
+    or nothing after ``</think>``), ``bad_json`` (an answer without a readable score),
+    ``label_not_in_rubric`` (a score that is not one of the labels; the value read is in
+    ``meta["raw_score"]``) and ``truncated`` (``truncated=True`` and no valid score found).
+
+    Args:
+        text (`str`): the generated text only, as the engine returned it (kept as ``raw``).
+        labels (`Sequence[str]` or `Rubric`): the valid score labels.
+        prefix (`str`, *optional*, defaults to `""`): assistant text that was part of the prompt,
+            normally ``"<think>"`` plus an optional forcing sentence; it starts the reasoning.
+        truncated (`bool`, *optional*, defaults to `False`): whether generation stopped at the token
+            limit. An unfinished thought is then reported as ``truncated`` rather than searched.
+
+    Returns:
+        `Judgment`: ``score`` is a label from ``labels`` or ``None``, and exactly one of ``score`` and
+        ``failure`` is set. ``meta["parsed_with"]`` says how the score was read (``"json"``,
+        ``"python_literal"`` or ``"regex"``).
+
+    Raises:
+        `ValueError`: ``labels`` is empty. `TypeError`: ``text`` is not a string. Both are caller bugs.
+
+    Example:
+
+    >>> j = parse_judgment(
+    ...     '\\nBoth are polite; A answers the question.</think>\\n'
+    ...     '{"explanation": "A is on topic.", "score": "Assistant A"}',
+    ...     ["Assistant A", "Assistant B"],
+    ...     prefix="<think>Okay, I have to think explicitly.",
+    ... )
+    >>> j.score, j.failure, j.explanation
+    ('Assistant A', None, 'A is on topic.')
+    >>> j.reasoning
+    'Okay, I have to think explicitly.\\nBoth are polite; A answers the question.'
+    >>> parse_judgment("Let me check.</think>\\n", ["true", "false"]).failure
+    'no_answer'
+    >>> parse_judgment("</think>{'score': 8}", [str(i) for i in range(1, 8)]).failure
+    'label_not_in_rubric'
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"parse_judgment needs the generated text as a str; got {type(text).__name__}")
+    label_tuple = _coerce_labels(labels)
+    if not label_tuple:
+        raise ValueError("parse_judgment needs the rubric's labels; got none")
+    prefix = prefix or ""
+
+    prompt_thought = _strip_open_tag(prefix)
+    generated = _strip_open_tag(text)
+
+    def failed(failure: Failure, reasoning: str = "", **extra: Any) -> Judgment:
+        if truncated:  # no usable score because generation was cut off: that is the cause to report
+            failure = Failure.TRUNCATED
+        return Judgment(
+            score=None,
+            failure=failure.value,
+            explanation=extra.pop("explanation", None),
+            reasoning=reasoning,
+            raw=text,
+            meta=extra,
+        )
+
+    close = generated.rfind(THINK_CLOSE)
+    delimited = True  # whether we know where the answer starts
+    if close >= 0:
+        reasoning = (prompt_thought + generated[:close]).strip()
+        answer = generated[close + len(THINK_CLOSE) :]
+    elif THINK_CLOSE in prompt_thought:
+        # The prompt closed the thinking itself (no-thinking mode): everything generated is the answer.
+        reasoning = prompt_thought[: prompt_thought.rfind(THINK_CLOSE)].strip()
+        answer = generated
+    elif truncated:
+        # Cut off mid-thought: any object in it is reasoning, not an answer.
+        return failed(Failure.TRUNCATED, (prompt_thought + generated).strip())
+    else:
+        # No think tags at all: search everything, as the reference does.
+        reasoning = ""
+        answer = generated
+        delimited = False
+
+    if not answer.strip():
+        return failed(Failure.NO_ANSWER, reasoning)
+
+    found, says_score = _find_answer(answer)
+    if found is None:
+        attempted = delimited or says_score or "{" in answer
+        return failed(Failure.BAD_JSON if attempted else Failure.NO_ANSWER, reasoning)
+
+    raw_value = str(found.value) if isinstance(found.value, _BareValue) else found.value
+    score = normalize_label(raw_value, label_tuple)
+    if score is None and isinstance(found.value, _BareValue):
+        words = found.value.split(maxsplit=1)
+        if len(words) > 1:
+            score = normalize_label(words[0], label_tuple)
+    if score is None:
+        return failed(
+            Failure.LABEL_NOT_IN_RUBRIC,
+            reasoning,
+            explanation=found.explanation,
+            raw_score=raw_value,
+            parsed_with=found.parsed_with,
+        )
+    return Judgment(
+        score=score,
+        failure=None,
+        explanation=found.explanation,
+        reasoning=reasoning,
+        raw=text,
+        meta={"parsed_with": found.parsed_with},
+    )
