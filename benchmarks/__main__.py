@@ -15,6 +15,7 @@ SUITES = {
     "pool": "benchmarks.pool",
     "budget": "benchmarks.budget",
     "eval_generations": "benchmarks.eval_generations",
+    "batching": "benchmarks.batching",
 }
 
 

@@ -3,17 +3,35 @@
 The reference engine: slow next to vLLM, but it runs anywhere torch runs, needs no server, and is what the
 offline demo and the tests use (with the ``smollm2-135m`` / ``tiny-random`` aliases of `mr3_reward.models`).
 
+It is a `Constrains` engine: `GenerationRequest.stop` and ``regex`` (through xgrammar) are honoured and
+`score_continuations` scores given continuations, which is what budgeted and constrained judgments need
+(`mr3_reward.phases`). Seeded sampling draws from one generator per row, never from torch's global one, and one
+engine call runs at a time per backend, so a seed means the same text when judges or rewards run concurrently
+(`mr3_reward.backends.hf_generate`).
+
 torch and transformers are imported inside the class, never at module import, so ``import mr3_reward``
 (and ``import mr3_reward.backends.transformers``) stays cheap for users who only talk to a vLLM server.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mr3_reward.backends.base import ChatPrompt, Generation, GenerationRequest
-from mr3_reward.backends.hf import encode, engine_error, overflow
+from mr3_reward.backends.hf import encode, engine_error, overflow, token_ids
+from mr3_reward.backends.hf_generate import (
+    MAX_PADDING,
+    Grammars,
+    generation_kwargs,
+    left_padded,
+    length_batches,
+    row_seed,
+    sampling_processors,
+    score_rows,
+    to_generation,
+)
 from mr3_reward.models import resolve
 from mr3_reward.types import Sampling
 
@@ -60,6 +78,8 @@ class TransformersBackend:
         max_model_len (`int | None`): the model's context, its ``max_position_embeddings``; longer prompts are
             refused.
         eos_token_ids (`tuple[int, ...]`): every token id that ends a generation.
+        max_padding (`float`): a batch is cut where padding to its longest prompt would exceed this multiple of
+            its real tokens (`length_batches`); ``float("inf")`` pads every batch to its longest prompt.
 
     Example:
 
@@ -71,6 +91,8 @@ class TransformersBackend:
     [Generation(text='Hello! How can I help you today?', finish_reason='stop', ...)]
     ```
     """
+
+    max_padding: float = MAX_PADDING
 
     def __init__(
         self,
@@ -94,12 +116,8 @@ class TransformersBackend:
         self.batch_size = batch_size
         self.path = resolve(model, revision=revision)
 
-        # Left padding: a decoder-only model continues from the last position of each row, so every row's
-        # real prompt must end at the same (last) column; right padding would put pads between the prompt
-        # and the generated tokens.
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(
-            self.path, padding_side="left", trust_remote_code=trust_remote_code
-        )
+            self.path, padding_side="left", trust_remote_code=trust_remote_code)
         if self.tokenizer.pad_token is None:
             if self.tokenizer.eos_token is None:
                 raise ValueError(f"the tokenizer of {model!r} has neither a pad nor an eos token; cannot batch")
@@ -107,16 +125,18 @@ class TransformersBackend:
 
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
         self.model = transformers.AutoModelForCausalLM.from_pretrained(
-            self.path, dtype=torch_dtype, trust_remote_code=trust_remote_code
-        )
-        self.model.to(device)
-        self.model.eval()
+            self.path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        self.model.to(device).eval()
 
         self.eos_token_ids: tuple[int, ...] = _eos_token_ids(self.model, self.tokenizer, model)
         self.pad_token_id: int = self.tokenizer.pad_token_id
 
         text_config = self.model.config.get_text_config()
         self.max_model_len: int | None = getattr(text_config, "max_position_embeddings", None)
+        self._grammars = Grammars(self.tokenizer, text_config.vocab_size, self.eos_token_ids)
+        # One engine call at a time: concurrent callers (judges awaited together, async rewards of one step) get
+        # the batches and numerics of a sequential run, and a GPU holds one batch's activations, not several.
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         rev = f", revision={self.revision!r}" if self.revision else ""
@@ -125,46 +145,37 @@ class TransformersBackend:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Generate one `Generation` per request, in the order given.
 
-        Requests are grouped by identical `Sampling` (one ``generate`` call cannot mix settings), sorted by
-        prompt length inside a group so a batch wastes little compute on padding, and cut into batches of
-        ``batch_size``. Problems with one prompt (too long, a chat template error) or one batch (a torch
-        error) come back as ``finish_reason="error"`` items; the call itself does not raise.
+        Requests are grouped by identical `Sampling`, stop strings and regex (one ``generate`` call cannot mix
+        them) and cut into batches of at most ``batch_size`` prompts of similar length (`length_batches`), so one
+        long input does not pad every short prompt to its length. Problems with one prompt (too long, a chat
+        template error) or one batch (a torch error) come back as ``finish_reason="error"`` items.
 
         Args:
-            requests (`Sequence[GenerationRequest]`): prompts and their decoding settings.
+            requests (`Sequence[GenerationRequest]`): prompts and their decoding settings; ``stop`` ends a row at
+                its first stop string, ``regex`` decodes it under that regular expression (xgrammar) and ends it
+                when the expression is complete.
 
         Returns:
-            `list[Generation]`: ``text`` is the generated text up to, not including, the first EOS, decoded
-            with special tokens kept (so tags such as ``</think>`` survive); ``finish_reason`` is ``"stop"``
-            (EOS reached), ``"length"`` (``max_tokens`` or the model's context reached first) or
-            ``"error"``; ``completion_tokens`` counts the EOS token when there is one.
+            `list[Generation]`: ``text`` up to, not including, the first EOS, or up to and including the first
+            stop string, with special tokens kept (``</think>`` survives); ``finish_reason`` is ``"stop"`` (EOS
+            or a stop string), ``"length"`` (``max_tokens`` or the context reached first) or ``"error"``.
         """
         results: list[Generation | None] = [None] * len(requests)
-        groups: dict[Sampling, list[int]] = {}
+        groups: dict[tuple[Sampling, tuple[str, ...], str | None], list[int]] = {}
         for i, req in enumerate(requests):
-            groups.setdefault(req.sampling, []).append(i)
+            groups.setdefault((req.sampling, tuple(req.stop), req.regex), []).append(i)
 
-        for sampling, indices in groups.items():
+        for (sampling, stop, regex), indices in groups.items():
             encoded: list[tuple[int, list[int]]] = []
             for i in indices:
+                ids, problem = self._checked(requests[i].prompt)
+                if problem is None:
+                    encoded.append((i, ids))
+                else:
+                    results[i] = problem
+            for batch in length_batches(encoded, self.batch_size, self.max_padding):
                 try:
-                    ids = self._encode(requests[i].prompt)
-                except Exception as exc:  # a template or tokenizer problem belongs to this item only
-                    results[i] = engine_error(f"could not build the prompt: {type(exc).__name__}: {exc}")
-                    continue
-                problem = self._context_problem(len(ids))
-                if problem:
-                    results[i] = engine_error(problem, prompt_tokens=len(ids))
-                    continue
-                encoded.append((i, ids))
-
-            # Stable sort: equal-length prompts keep their order, so the same request list always forms the
-            # same batches and a seeded run is reproducible.
-            encoded.sort(key=lambda item: len(item[1]))
-            for start in range(0, len(encoded), self.batch_size):
-                batch = encoded[start : start + self.batch_size]
-                try:
-                    generations = self._generate_batch([ids for _, ids in batch], sampling)
+                    generations = self._generate_batch([ids for _, ids in batch], sampling, stop, regex)
                 except Exception as exc:  # e.g. out of memory: fail this batch's items, keep going
                     message = f"generation failed: {type(exc).__name__}: {exc}"
                     generations = [engine_error(message, prompt_tokens=len(ids)) for _, ids in batch]
@@ -173,8 +184,44 @@ class TransformersBackend:
 
         return [g if g is not None else engine_error("internal error: no result") for g in results]
 
+    def score_continuations(self, items: Sequence[tuple[ChatPrompt, str]]) -> list[float | None]:
+        """For each ``(prompt, continuation)``, the summed log-probability of the continuation's tokens right
+        after the prompt (chat template and prefix included, as `generate` encodes it); the continuation is
+        tokenized alone, without special tokens. Batched like `generate`; None for an item whose prompt cannot
+        be built, or that does not fit the model's context, and for the items of a batch that failed."""
+        scores: list[float | None] = [None] * len(items)
+        rows: dict[int, tuple[list[int], list[int]]] = {}
+        for i, (prompt, continuation) in enumerate(items):
+            ids, problem = self._checked(prompt)
+            try:
+                cont = token_ids(self.tokenizer, continuation)
+            except Exception:  # this item's continuation only
+                continue
+            fits = self.max_model_len is None or len(ids) + len(cont) <= self.max_model_len
+            if problem is None and cont and fits:
+                rows[i] = (ids, cont)
+        for batch in length_batches([(i, p + c) for i, (p, c) in rows.items()], self.batch_size, self.max_padding):
+            try:
+                with self._lock, self._torch.inference_mode():
+                    found = score_rows(self._torch, self.model, self.device, self.pad_token_id,
+                                       [rows[i] for i, _ in batch])
+            except Exception:  # e.g. out of memory: these items have no score, the others keep theirs
+                continue
+            for (i, _), score in zip(batch, found):
+                scores[i] = score
+        return scores
+
+    def _checked(self, prompt: ChatPrompt) -> tuple[list[int], Generation | None]:
+        """The prompt's token ids, or the error result of an item whose prompt cannot be built or does not fit."""
+        try:
+            ids = self._encode(prompt)
+        except Exception as exc:  # a template or tokenizer problem belongs to this item only
+            return [], engine_error(f"could not build the prompt: {type(exc).__name__}: {exc}")
+        problem = _too_long(len(ids), self.max_model_len)
+        return ids, None if problem is None else engine_error(problem, prompt_tokens=len(ids))
+
     def _encode(self, prompt: ChatPrompt) -> list[int]:
-        # verbose=False: an over-long prompt is reported by `_context_problem` as this item's error; the
+        # verbose=False: an over-long prompt is reported by `_too_long` as this item's error; the
         # tokenizer's own "will result in indexing errors" warning would only mislead.
         return encode(self.tokenizer, prompt, verbose=False)
 
@@ -186,72 +233,39 @@ class TransformersBackend:
     def observe(self, stats: Mapping[str, int]) -> None:
         """A local engine keeps no statistics of its callers: nothing to do."""
 
-    def _context_problem(self, n_tokens: int) -> str | None:
-        limit = self.max_model_len
-        room = overflow(n_tokens, limit)
-        if room is None:
-            return None
-        if room == "fills":
-            return (
-                f"prompt has {n_tokens} tokens, which fills the model's context of {limit} and leaves no room "
-                "to generate; shorten the input or raise the limit"
-            )
-        return (
-            f"prompt has {n_tokens} tokens, more than the model's context of {limit}; "
-            "shorten the input or raise the limit"
-        )
-
-    def _generate_batch(self, prompts: list[list[int]], sampling: Sampling) -> list[Generation]:
+    def _generate_batch(self, prompts: list[list[int]], sampling: Sampling, stop: tuple[str, ...],
+                        regex: str | None) -> list[Generation]:
         torch = self._torch
-        width = max(len(ids) for ids in prompts)
-        input_ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, ids in enumerate(prompts):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, width - len(ids) :] = 1
-
+        input_ids, attention_mask = left_padded(torch, prompts, self.pad_token_id)
+        width = input_ids.shape[1]
         max_new = sampling.max_tokens
         if self.max_model_len is not None:
             # Never run past the positions the model was trained on; hitting this is reported as "length".
             max_new = min(max_new, self.max_model_len - width)
-
-        kwargs = _generation_kwargs(self, sampling, max_new)
-        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
-        if sampling.seed is None:
-            with torch.inference_mode():
-                output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        else:
-            # Seed right before each batch so a batch's samples depend only on its inputs, not on what ran
-            # before it in this process. fork_rng puts the caller's RNG state back afterwards: a reward
-            # function that reseeded the global RNG on every call would make a training loop's own random
-            # draws (dropout, its sampling) repeat identically from step to step.
-            cuda_in_use = torch.cuda.is_available() and torch.cuda.is_initialized()
-            devices = list(range(torch.cuda.device_count())) if cuda_in_use else []
-            with torch.random.fork_rng(devices=devices), torch.inference_mode():
-                torch.manual_seed(sampling.seed)
-                output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        return _cut_at_eos(self.tokenizer, prompts, output[:, width:].tolist(), set(self.eos_token_ids))
+        kwargs = generation_kwargs(max_new, self.eos_token_ids, self.pad_token_id)
+        if stop:
+            kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
+        with self._lock, torch.inference_mode():
+            # The grammar masks the logits before the warpers and the per-row sampler see them.
+            processors = [] if regex is None else [self._grammars.processor(regex)]
+            processors += sampling_processors(sampling, [row_seed(sampling.seed, ids) for ids in prompts])
+            output = self.model.generate(input_ids=input_ids.to(self.device),
+                                         attention_mask=attention_mask.to(self.device),
+                                         logits_processor=processors, **kwargs)
+        return [to_generation(self.tokenizer, len(ids), row, self.eos_token_ids, stop)
+                for ids, row in zip(prompts, output[:, width:].tolist())]
 
 
-def _generation_kwargs(backend: TransformersBackend, sampling: Sampling, max_new_tokens: int) -> dict[str, Any]:
-    """The ``model.generate`` arguments that run exactly ``sampling`` on ``backend``'s model."""
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": max_new_tokens,
-        "do_sample": sampling.temperature > 0,
-        "eos_token_id": list(backend.eos_token_ids),
-        "pad_token_id": backend.pad_token_id,
-    }
-    if sampling.temperature > 0:
-        # Every knob is set explicitly: transformers fills unset (None) ones from the checkpoint's
-        # generation_config (mR3/Qwen3 ship their own top_k/top_p), and `Sampling` must be what runs.
-        kwargs["temperature"] = sampling.temperature
-        kwargs["top_p"] = sampling.top_p
-        kwargs["top_k"] = sampling.top_k if sampling.top_k > 0 else 0  # -1 (off) -> 0, which transformers skips
-        if sampling.min_p > 0:
-            kwargs["min_p"] = sampling.min_p
-        elif getattr(backend.model.generation_config, "min_p", None) is not None:
-            kwargs["min_p"] = 0.0  # override a checkpoint default; 0 keeps every token
-    return kwargs
+def _too_long(n_tokens: int, limit: int | None) -> str | None:
+    """Why a prompt of ``n_tokens`` cannot run in the model's context of ``limit`` tokens, or None when it can."""
+    room = overflow(n_tokens, limit)
+    if room is None:
+        return None
+    if room == "fills":
+        return (f"prompt has {n_tokens} tokens, which fills the model's context of {limit} and leaves no room "
+                "to generate; shorten the input or raise the limit")
+    return (f"prompt has {n_tokens} tokens, more than the model's context of {limit}; "
+            "shorten the input or raise the limit")
 
 
 def _eos_token_ids(model: Any, tokenizer: Any, name: str) -> tuple[int, ...]:
@@ -269,21 +283,3 @@ def _eos_token_ids(model: Any, tokenizer: Any, name: str) -> tuple[int, ...]:
     if not eos:
         raise ValueError(f"model {name!r} defines no eos token id; generation could never stop")
     return tuple(sorted(eos))
-
-
-def _cut_at_eos(tokenizer: Any, prompts: list[list[int]], new_tokens: list[list[int]], stop: set[int]) -> list[Generation]:
-    """One `Generation` per row of generated tokens, cut at its first stop token and decoded."""
-    generations = []
-    for ids, row in zip(prompts, new_tokens):
-        # After a row hits EOS, generate() fills it with pad tokens until the longest row is done, so
-        # everything from the first EOS on is dropped.
-        end = next((j for j, token in enumerate(row) if token in stop), None)
-        if end is None:
-            kept, finish, completion = row, "length", len(row)
-        else:
-            kept, finish, completion = row[:end], "stop", end + 1
-        text = tokenizer.decode(kept, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        generations.append(
-            Generation(text=text, finish_reason=finish, prompt_tokens=len(ids), completion_tokens=completion)
-        )
-    return generations
