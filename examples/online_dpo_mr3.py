@@ -4,8 +4,8 @@ Run:  HF_HUB_OFFLINE=1 .venv/bin/python examples/online_dpo_mr3.py
 
 Online DPO samples two completions per prompt and keeps the higher-rewarded one as "chosen".
 `mode="group"` compares the two directly (both orders, so the judge's position bias cancels).
-Note: TRL's Online DPO counts a None reward as 0 (GRPO and RLOO mask it), so with a weak judge
-prefer a mode whose failures are rare, or watch `reward.last_metrics["none_rewards"]`.
+Note: TRL's Online DPO counts a None reward as 0 (GRPO and RLOO mask it); constrained verdicts (used
+here) make failures impossible but for engine errors, and `reward.last_metrics["none_rewards"]` shows any.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def main(output_dir: str | None = None, judge_model: str = "smollm2-135m", cache
     policy_dir = resolve("tiny-random")
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)
     policy = AutoModelForCausalLM.from_pretrained(policy_dir)
-    reward = reward or MR3Reward(model=judge_model, mode="group", cache=cache, max_tokens=judge_max_tokens, max_retries=0)
+    reward = reward or MR3Reward(model=judge_model, mode="group", cache=cache, max_tokens=judge_max_tokens,
+                                 thinking_budget=16, verdict="constrained", explanation_tokens=16, max_retries=0)
     args = OnlineDPOConfig(
         output_dir=output_dir or tempfile.mkdtemp(prefix="online_dpo_mr3_"),
         per_device_train_batch_size=2,

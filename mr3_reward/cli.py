@@ -35,7 +35,10 @@ def _summary(console, judgments, seconds: float, judge) -> None:
     verdicts = collections.Counter(j.score for j in judgments if j.ok)
     failures = collections.Counter(j.failure for j in judgments if not j.ok)
     tokens = sum(j.completion_tokens for j in judgments)
-    console.print(f"mr3 judge: {len(judgments)} judgment(s) by {judge.model_id} ({judge.language_mode.value})")
+    console.print(f"mr3 judge: {len(judgments)} judgment(s) by {judge.model_id} ({judge.language_mode.value}, "
+                  f"{_decoding(judge.sampling)})")
+    console.print(f"{sum(verdicts.values())} verdicts out of {len(judgments)} ({sum(failures.values())} failed), "
+                  f"{tokens} generated tokens")
     table = Table()
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -47,6 +50,11 @@ def _summary(console, judgments, seconds: float, judge) -> None:
     table.add_row("tokens/s", f"{tokens / seconds:.1f}" if seconds > 0 else "-")
     table.add_row("wall time (s)", f"{seconds:.1f}")
     console.print(table)
+
+
+def _decoding(sampling) -> str:
+    budget = "unbounded reasoning" if sampling.thinking_budget is None else f"thinking budget {sampling.thinking_budget}"
+    return f"{budget}, {sampling.verdict} verdicts"
 
 
 def _make_judge(args: argparse.Namespace):
