@@ -52,7 +52,10 @@ class Scripted:
     model_id = "scripted"
 
     def generate(self, requests):
-        return [Generation(ANSWER, "stop", 100, 40) for _ in requests]
+        return [_ONE] * len(requests)  # a frozen Generation, shared: no engine work at all
+
+
+_ONE = Generation(ANSWER, "stop", 100, 40)
 
 
 class MinimalLoop:

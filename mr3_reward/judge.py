@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,8 @@ class Judge:
         self._config_digest: str | None = None
         # request -> (rendered, key) for recent requests: a repeated batch (a warm cache) skips rendering.
         self._recent: OrderedDict[JudgeRequest, tuple[RenderedPrompt, str]] = OrderedDict()
+        # key -> a recent cached judgment, as a cache hit returns it: a repeated batch skips decoding records.
+        self._remembered: OrderedDict[str, Judgment] = OrderedDict()
         self.sampling = (sampling or Sampling()).with_(**sampling_overrides)
         self.backend: Backend | None = None if backend is None else make_backend(backend, model, **(backend_options or {}))
         self.model_id = model if self.backend is None else self.backend.model_id
@@ -119,6 +121,7 @@ class Judge:
         self._sampling = value
         self._config_digest = None
         self._recent = OrderedDict()  # the input limit and the keys follow the sampling
+        self._remembered = OrderedDict()
 
     @property
     def language_mode(self) -> LanguageMode:
@@ -178,6 +181,22 @@ class Judge:
             if len(self._recent) > RECENT_REQUESTS:
                 self._recent.popitem(last=False)
         return hit
+
+    def recall(self, keys: Iterable[str]) -> dict[str, Judgment]:
+        """The cached judgments of recent calls among ``keys`` (``meta["cached"]`` set), without a lookup; only
+        a judge with a cache remembers (without one, every call judges anew)."""
+        if self.cache is None or not self._remembered:
+            return {}
+        return {k: j for k in keys if (j := self._remembered.get(k)) is not None}
+
+    def remember(self, judgments: Mapping[str, Judgment]) -> None:
+        """Keep judgments that are in the cache (by key) for `recall`, as cache hits."""
+        if self.cache is None:
+            return
+        for key, j in judgments.items():
+            self._remembered[key] = j if j.meta.get("cached") else j.with_(meta={**j.meta, "cached": True})
+        while len(self._remembered) > RECENT_REQUESTS:
+            self._remembered.popitem(last=False)
 
     def judge(
         self,

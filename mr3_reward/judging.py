@@ -29,19 +29,21 @@ __all__ = ["engine_round", "judge_together", "judgment_from_generation", "label_
 _NOT_CACHED = (Failure.ENGINE_ERROR.value, Failure.INPUT_TOO_LONG.value)
 
 
-def judgment_from_generation(gen: Generation, rendered: RenderedPrompt) -> Judgment:
+def judgment_from_generation(gen: Generation, rendered: RenderedPrompt, **fields: Any) -> Judgment:
     """One engine output -> a `Judgment`: an engine error becomes a typed failure, text is parsed against
-    the rendered prompt's labels and prefix, and label log-probabilities are kept for soft rewards."""
+    the rendered prompt's labels and prefix, and label log-probabilities are kept for soft rewards.
+    ``fields`` (e.g. ``attempts``) are set on the judgment too."""
     if gen.finish_reason == "error":
-        return Judgment(score=None, failure=Failure.ENGINE_ERROR.value, raw=gen.text,
-                        meta={"error": gen.error or "unknown engine error"})
+        j = Judgment(score=None, failure=Failure.ENGINE_ERROR.value, raw=gen.text,
+                     meta={"error": gen.error or "unknown engine error"})
+        return j.with_(**fields) if fields else j
     j = parse_judgment(gen.text, rendered.labels, rendered.prompt.prefix, truncated=gen.finish_reason == "length")
     if gen.thinking_tokens is not None:
-        j = j.with_(meta={**j.meta, "thinking_tokens": gen.thinking_tokens})
+        fields["meta"] = {**j.meta, "thinking_tokens": gen.thinking_tokens}
     if gen.label_logprobs and j.ok:
-        j = j.with_(label_probs=label_probs(gen.label_logprobs, rendered.labels),
-                                meta={**j.meta, "label_logprobs": dict(gen.label_logprobs)})
-    return j
+        fields["label_probs"] = label_probs(gen.label_logprobs, rendered.labels)
+        fields["meta"] = {**fields.get("meta", j.meta), "label_logprobs": dict(gen.label_logprobs)}
+    return j.with_(**fields) if fields else j
 
 
 def label_probs(logprobs: Mapping[str, float], labels: Sequence[str]) -> dict[str, float] | None:
@@ -84,7 +86,7 @@ class _Part:
 
     judge: Judge
     keys: tuple[str, ...]
-    found: Mapping[str, Mapping[str, Any]]
+    found: Mapping[str, Judgment]  # cache hits, as judgments
     first: dict[str, int] = field(default_factory=dict)  # key -> the index of the request that gets judged
     items: list[_Item] = field(default_factory=list)
 
@@ -153,7 +155,11 @@ def _checked(judge: Judge, requests: Any) -> list[JudgeRequest]:
 
 def _part(judge: Judge, requests: list[JudgeRequest]) -> _Part:
     rendered, keys = zip(*map(judge.prepare, requests)) if requests else ((), ())
-    found = judge.cache.get_many(list(dict.fromkeys(keys))) if judge.cache is not None else {}
+    found: dict[str, Judgment] = judge.recall(keys)
+    wanted = [k for k in dict.fromkeys(keys) if k not in found]
+    if judge.cache is not None and wanted:
+        for k, record in judge.cache.get_many(wanted).items():
+            found[k] = Judgment.from_dict({**record, "meta": {**(record.get("meta") or {}), "cached": True}})
     part = _Part(judge, keys, found)
     for i, k in enumerate(keys):
         if k not in found:
@@ -177,6 +183,8 @@ def _generate(backend: Any, items: list[_Item], progress: Callable[[int], None] 
                              neutralized_lines=r.neutralized_lines, meta={"error": r.input_problem})
         if progress:
             progress(1)
+    # Identical requests of one judge were merged already (by key); only several judges can repeat one.
+    merge = len({id(it.judge) for it in pending}) > 1
     attempt = 0
     while pending:
         samplings: dict[int, Sampling] = {}
@@ -188,11 +196,11 @@ def _generate(backend: Any, items: list[_Item], progress: Callable[[int], None] 
             if sampling is None:
                 sampling = samplings[id(it.judge)] = _attempt_sampling(it.judge.sampling, attempt)
             req = GenerationRequest(it.rendered.prompt, sampling, it.rendered.labels, thinking_language=it.language)
-            slot = slot_of.get(req) if sampling.seed is not None else None
+            slot = slot_of.get(req) if merge and sampling.seed is not None else None
             if slot is None:
                 slot = len(sent)
                 sent.append(req)
-                if sampling.seed is not None:
+                if merge and sampling.seed is not None:
                     slot_of[req] = slot
             slots.append(slot)
         gens = engine_round(backend, sent)
@@ -221,9 +229,8 @@ def _record(it: _Item, gen: Generation, attempt: int) -> bool:
     """Keep ``gen`` as the item's judgment so far; True when it is final (judged, or out of retries)."""
     it.prompt_tokens += gen.prompt_tokens
     it.completion_tokens += gen.completion_tokens
-    j = judgment_from_generation(gen, it.rendered)
-    it.result = j.with_(
-        attempts=attempt + 1, prompt_tokens=it.prompt_tokens, completion_tokens=it.completion_tokens,
+    it.result = j = judgment_from_generation(
+        gen, it.rendered, attempts=attempt + 1, prompt_tokens=it.prompt_tokens, completion_tokens=it.completion_tokens,
         neutralized_lines=it.rendered.neutralized_lines, truncated_input=it.rendered.truncated_input,
     )
     return j.ok or attempt >= it.judge.max_retries
@@ -233,14 +240,10 @@ def _finish(part: _Part, progress: Callable[[int], None] | None) -> list[Judgmen
     judge, keys, found = part.judge, part.keys, part.found
     by_key = {k: it.result for k, it in zip(part.first, part.items)}
     if judge.cache is not None:
-        judge.cache.put_many({k: j.to_dict() for k, j in by_key.items() if j.failure not in _NOT_CACHED})
-    out = []
-    for k in keys:
-        if k in found:
-            record = found[k]
-            out.append(Judgment.from_dict({**record, "meta": {**(record.get("meta") or {}), "cached": True}}))
-        else:
-            out.append(by_key[k])
+        stored = {k: j for k, j in by_key.items() if j.failure not in _NOT_CACHED}
+        judge.cache.put_many({k: j.to_dict() for k, j in stored.items()})
+        judge.remember({**found, **stored})
+    out = [found[k] if k in found else by_key[k] for k in keys]
     hits = sum(k in found for k in keys)
     if progress and len(keys) > len(part.first):  # cache hits and duplicates are done without the engine
         progress(len(keys) - len(part.first))

@@ -365,9 +365,16 @@ class Judgment:
         return cls(**{k: v for k, v in record.items() if k in _JUDGMENT_FIELDS})
 
     def with_(self, **changes: Any) -> Judgment:
-        """A copy with ``changes`` (`dataclasses.replace` without its per-call field introspection: this runs
-        once per judgment on the hot path)."""
-        return Judgment(**{**self.__dict__, **changes})
+        """A copy with ``changes`` (field names of `Judgment`), like `dataclasses.replace` but without its
+        per-call field introspection and frozen-field setting: this runs once per judgment on the hot path,
+        and a Judgment has nothing to check in ``__init__``."""
+        unknown = changes.keys() - _JUDGMENT_FIELDS
+        if unknown:
+            raise TypeError(f"Judgment has no field(s) {sorted(unknown)}")
+        copy = object.__new__(Judgment)
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__.update(changes)
+        return copy
 
 
 # Computed once: `dataclasses.fields` is slow enough to show in the per-judgment overhead.
