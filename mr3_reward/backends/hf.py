@@ -6,12 +6,13 @@ Functions over a tokenizer object; transformers is imported only by `load_tokeni
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from mr3_reward.backends.base import ChatPrompt, Generation, chat_text
 from mr3_reward.models import resolve
 
-__all__ = ["context_problem", "encode", "engine_error", "load_tokenizer", "overflow", "token_ids"]
+__all__ = ["context_problem", "continuation_ids", "encode", "engine_error", "load_tokenizer", "overflow", "token_ids"]
 
 
 def engine_error(message: str, prompt_tokens: int = 0) -> Generation:
@@ -42,6 +43,27 @@ def encode(tokenizer: Any, prompt: ChatPrompt, **tokenizer_kwargs: Any) -> list[
     """The token ids the model sees for ``prompt``: its chat template (thinking enabled) plus the assistant
     prefix, tokenized without adding special tokens; see `chat_text` and `token_ids`."""
     return token_ids(tokenizer, chat_text(tokenizer, prompt), **tokenizer_kwargs)
+
+
+def continuation_ids(tokenizer: Any, items: Sequence[tuple[ChatPrompt, str]]) -> list[tuple[list[int], int] | None]:
+    """What `Constrains.score_continuations` scores, for each ``(prompt, continuation)``: the prompt's ids as
+    `encode` gives them (as ``generate`` sees it) followed by the continuation's own ids (tokenized alone, no
+    special tokens), and the index where the continuation starts; None where the ids could not be built or
+    the continuation has no tokens. Each distinct prompt is encoded once (a judgment scores every label
+    after the same prompt).
+    """
+    encoded: dict[ChatPrompt, list[int]] = {}
+    out: list[tuple[list[int], int] | None] = []
+    for prompt, continuation in items:
+        try:
+            if prompt not in encoded:
+                encoded[prompt] = encode(tokenizer, prompt)
+            head, tail = encoded[prompt], token_ids(tokenizer, continuation)
+        except Exception:  # a template or tokenizer problem belongs to this item only
+            out.append(None)
+            continue
+        out.append((head + tail, len(head)) if tail else None)
+    return out
 
 
 def overflow(n_tokens: int, limit: int | None) -> str | None:

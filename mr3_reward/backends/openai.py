@@ -26,12 +26,14 @@ import asyncio
 import concurrent.futures
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from mr3_reward.backends.base import ChatPrompt, Generation, GenerationRequest, chat_text
-from mr3_reward.backends.hf import engine_error, load_tokenizer, token_ids
-from mr3_reward.backends.openai_wire import explain_failure, request_fields, served_context, to_generation
+from mr3_reward.backends.hf import continuation_ids, engine_error, load_tokenizer, token_ids
+from mr3_reward.backends.openai_wire import (
+    explain_failure, request_fields, score_fields, scored, served_context, to_generation,
+)
 
 __all__ = ["OpenAIBackend"]
 
@@ -69,7 +71,8 @@ def _option_problems(model: Any, base_url: Any, max_concurrency: Any, timeout_s:
 
 class OpenAIBackend:
     """Generate through an OpenAI-compatible completions endpoint, all requests of a call concurrently; an
-    `EngineInfo`.
+    `EngineInfo` and, against a vLLM server, `Constrains` (regular expressions through its structured outputs,
+    continuations scored from its ``prompt_logprobs``).
 
     Args:
         model (`str`):
@@ -98,8 +101,9 @@ class OpenAIBackend:
             the reasoning trace. OpenAI's own API allows at most 5, vLLM 20 unless started with more.
         sampling_extensions (`bool`, *optional*, defaults to `True`):
             Send the fields the OpenAI schema lacks but vLLM and SGLang accept: ``top_k`` and ``min_p`` (the mR3
-            decoding), and ``skip_special_tokens=False``/``spaces_between_special_tokens=False`` (text kept as
-            the other backends return it). Turn off for a server that rejects unknown fields.
+            decoding), ``skip_special_tokens=False``/``spaces_between_special_tokens=False`` (text kept as the
+            other backends return it), ``add_special_tokens=False`` (the chat template wrote them) and, with stop
+            strings, ``include_stop_str_in_output``. Turn off for a server that rejects unknown fields.
         extra_body (`dict`, *optional*):
             More request fields, sent as they are (they win over the fields above).
         revision (`str`, *optional*):
@@ -173,13 +177,26 @@ class OpenAIBackend:
         Runs the requests on a private event loop, or on a worker thread's loop when this thread already runs
         one (inside a notebook or an async trainer), so it is safe to call from anywhere.
         """
-        coroutine = self.agenerate(requests)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coroutine)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, coroutine).result()
+        return _run(self.agenerate(requests))
+
+    def score_continuations(self, items: Sequence[tuple[ChatPrompt, str]]) -> list[float | None]:
+        """For each ``(prompt, continuation)``, the summed log-probability of the continuation's tokens right
+        after the prompt (`Constrains`); see `ascore_continuations`. Safe to call from anywhere, as `generate`."""
+        return _run(self.ascore_continuations(items))
+
+    async def ascore_continuations(self, items: Sequence[tuple[ChatPrompt, str]]) -> list[float | None]:
+        """Score every item concurrently (at most ``max_concurrency`` in flight), each as a token-id prompt (the
+        prompt's ids as `generate` renders it, then the continuation's, tokenized alone) whose ``prompt_logprobs``
+        the server reports: a vLLM server. None for an item the server refused (too long) or that failed."""
+        todo = [(i, *built) for i, built in enumerate(continuation_ids(self.tokenizer, items)) if built is not None]
+        scores: list[float | None] = [None] * len(items)
+        if not todo:
+            return scores
+        answers = await self._concurrently(
+            lambda client, limit: [_call(self, client, limit, score_fields(self, ids), len(ids)) for _, ids, _ in todo])
+        for (i, ids, start), answer in zip(todo, answers):
+            scores[i] = None if isinstance(answer, str) else scored(answer, ids, start)
+        return scores
 
     async def agenerate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Send every request concurrently (at most ``max_concurrency`` in flight); one `Generation` each.
@@ -200,12 +217,8 @@ class OpenAIBackend:
                 continue
             todo.append((i, text, n_tokens))
         if todo:
-            async with self._client() as client:
-                await self._probe(client)
-                limit = asyncio.Semaphore(self.max_concurrency)
-                done = await asyncio.gather(
-                    *(self._complete(client, limit, text, n, requests[i]) for i, text, n in todo)
-                )
+            done = await self._concurrently(
+                lambda client, limit: [_complete(self, client, limit, text, n, requests[i]) for i, text, n in todo])
             for (i, _, _), generation in zip(todo, done):
                 results[i] = generation
         return [g if g is not None else engine_error("internal error: no result") for g in results]
@@ -231,6 +244,12 @@ class OpenAIBackend:
             base_url=self.base_url, api_key=key or "EMPTY", timeout=self.timeout_s, max_retries=0
         )
 
+    async def _concurrently(self, calls: Callable[[Any, asyncio.Semaphore], list[Awaitable[Any]]]) -> list[Any]:
+        """Await ``calls(client, limit)`` together on one client, at most ``max_concurrency`` in flight."""
+        async with self._client() as client:
+            await self._probe(client)
+            return await asyncio.gather(*calls(client, asyncio.Semaphore(self.max_concurrency)))
+
     async def _probe(self, client: Any) -> None:
         """Read the server's context once from ``/models`` (vLLM reports ``max_model_len`` there)."""
         if self._probed:
@@ -244,23 +263,47 @@ class OpenAIBackend:
         if value is not None:
             self.max_model_len = value
 
-    async def _complete(self, client: Any, limit: asyncio.Semaphore, text: str, n_tokens: int,
-                        request: GenerationRequest) -> Generation:
-        fields = request_fields(self, text, n_tokens, request.sampling)
-        if isinstance(fields, str):
-            return engine_error(fields, prompt_tokens=n_tokens)
-        attempts = self.max_retries + 1
-        failure = ""
-        for attempt in range(attempts):
-            if attempt:
-                delay = self.backoff_s * 2 ** (attempt - 1)
-                await asyncio.sleep(delay * (1 + 0.25 * random.random()))
-            try:
-                async with limit:
-                    response = await client.completions.create(**fields)
-                return to_generation(self, response, request, n_tokens)
-            except Exception as exc:  # a server error, or a malformed answer: `explain_failure` tells them apart
-                retry, failure = explain_failure(self, exc, attempts, n_tokens)
-                if not retry:
-                    return engine_error(failure, prompt_tokens=n_tokens)
-        return engine_error(failure, prompt_tokens=n_tokens)
+
+async def _complete(backend: OpenAIBackend, client: Any, limit: asyncio.Semaphore, text: str, n_tokens: int,
+                    request: GenerationRequest) -> Generation:
+    """One generation request, sent with the retries, as a `Generation`."""
+    answer = await _call(backend, client, limit, request_fields(backend, text, n_tokens, request), n_tokens)
+    if isinstance(answer, str):
+        return engine_error(answer, prompt_tokens=n_tokens)
+    try:
+        return to_generation(backend, answer, request, n_tokens)
+    except Exception as exc:  # a malformed answer
+        return engine_error(explain_failure(backend, exc, 1, n_tokens)[1], prompt_tokens=n_tokens)
+
+
+async def _call(backend: OpenAIBackend, client: Any, limit: asyncio.Semaphore, fields: dict[str, Any] | str,
+                n_tokens: int) -> Any:
+    """The server's answer to one ``completions.create``, after up to ``backend.max_retries`` retries with
+    backoff; or the failure as a message (``fields`` may already be one: a request that cannot be sent)."""
+    if isinstance(fields, str):
+        return fields
+    attempts = backend.max_retries + 1
+    failure = ""
+    for attempt in range(attempts):
+        if attempt:
+            delay = backend.backoff_s * 2 ** (attempt - 1)
+            await asyncio.sleep(delay * (1 + 0.25 * random.random()))
+        try:
+            async with limit:
+                return await client.completions.create(**fields)
+        except Exception as exc:  # a server error, or a malformed answer: `explain_failure` tells them apart
+            retry, failure = explain_failure(backend, exc, attempts, n_tokens)
+            if not retry:
+                return failure
+    return failure
+
+
+def _run(coroutine: Any) -> Any:
+    """Run ``coroutine`` to its end from sync code: on a private event loop, or on a worker thread's loop when
+    this thread already runs one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -1,6 +1,7 @@
 """What `OpenAIBackend` sends to an OpenAI-compatible server and how it reads what comes back: the
-completion request's fields, the served context from ``/models``, an answer as a `Generation` (label
-log-probabilities included), and a failure as a message that names the server and the fix.
+completion request's fields (stop strings and regular expressions included), a scoring request's fields and
+its answer (vLLM's ``prompt_logprobs``), the served context from ``/models``, an answer as a `Generation`
+(label log-probabilities included), and a failure as a message that names the server and the fix.
 
 Each function takes the backend whose settings apply (``base_url``, ``model_id``, sampling options, the
 name of the API key's variable); the key's value is read only to scrub it from messages.
@@ -14,27 +15,31 @@ from typing import TYPE_CHECKING, Any
 from mr3_reward.backends.base import Generation, GenerationRequest
 from mr3_reward.backends.hf import context_problem, engine_error
 from mr3_reward.backends.label_logprobs import MAX_TAIL_TOKENS, label_logprobs, request_labels
-from mr3_reward.types import Sampling
+from mr3_reward.backends.vllm_outputs import continuation_logprob
 
 if TYPE_CHECKING:
     from mr3_reward.backends.openai import OpenAIBackend
 
-__all__ = ["explain_failure", "request_fields", "served_context", "to_generation"]
+__all__ = ["explain_failure", "request_fields", "score_fields", "scored", "served_context", "to_generation"]
 
 _MAX_MESSAGE = 400  # characters of a server's error text kept in an item's error
 
 
-def request_fields(backend: OpenAIBackend, text: str, n_tokens: int, sampling: Sampling) -> dict[str, Any] | str:
-    """The ``completions.create`` fields for the rendered ``text`` (``n_tokens`` long), or why it cannot be
-    sent (a prompt that leaves no room in the server's context)."""
+def request_fields(backend: OpenAIBackend, text: str, n_tokens: int, request: GenerationRequest) -> dict[str, Any] | str:
+    """The ``completions.create`` fields for the rendered ``text`` (``n_tokens`` long) of ``request``, or why it
+    cannot be sent (a prompt that leaves no room in the server's context).
+
+    Stop strings go out as ``stop`` with vLLM's ``include_stop_str_in_output`` (the text keeps the one that
+    stopped it, as every backend returns it; with ``sampling_extensions`` off the server decides); a regular
+    expression as vLLM's ``structured_outputs`` field, always, since a server that ignored it would decode
+    unconstrained.
+    """
+    problem = _context(backend, n_tokens)
+    if problem:
+        return problem
+    sampling = request.sampling
     max_tokens = sampling.max_tokens
     if backend.max_model_len is not None:
-        problem = context_problem(
-            n_tokens, backend.max_model_len, context="the server's context", at=f" at {backend.base_url}",
-            fix="shorten the input or start the server with a larger --max-model-len",
-        )
-        if problem:
-            return problem
         # vLLM refuses max_tokens above its context instead of stopping there; capping gives what an
         # in-process engine does: the generation ends at the context with finish_reason "length".
         max_tokens = min(max_tokens, backend.max_model_len - n_tokens)
@@ -50,6 +55,8 @@ def request_fields(backend: OpenAIBackend, text: str, n_tokens: int, sampling: S
         fields["seed"] = sampling.seed
     if backend.label_logprobs:
         fields["logprobs"] = backend.label_logprobs
+    if request.stop:
+        fields["stop"] = list(request.stop)
     extra: dict[str, Any] = {}
     if backend.sampling_extensions:
         extra = {
@@ -57,11 +64,43 @@ def request_fields(backend: OpenAIBackend, text: str, n_tokens: int, sampling: S
             "min_p": sampling.min_p,
             "skip_special_tokens": False,
             "spaces_between_special_tokens": False,
+            # The template wrote the special tokens: the server must not add a BOS of its own (as `encode`).
+            "add_special_tokens": False,
+            **({"include_stop_str_in_output": True} if request.stop else {}),
         }
+    if request.regex:
+        extra["structured_outputs"] = {"regex": request.regex}
     extra.update(backend.extra_body)
     if extra:
         fields["extra_body"] = extra
     return fields
+
+
+def score_fields(backend: OpenAIBackend, ids: list[int]) -> dict[str, Any] | str:
+    """The ``completions.create`` fields that score the token-id prompt ``ids`` (`Constrains.score_continuations`):
+    one greedy token, and vLLM's ``prompt_logprobs=0`` (each prompt token's log-probability); or why it cannot
+    be sent."""
+    problem = _context(backend, len(ids))
+    if problem:
+        return problem
+    return {"model": backend.model_id, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "n": 1,
+            "extra_body": {"prompt_logprobs": 0, **backend.extra_body}}
+
+
+def scored(response: Any, ids: list[int], start: int) -> float | None:
+    """The continuation's summed log-probability from a `score_fields` answer (``prompt_logprobs``), or None."""
+    choices = getattr(response, "choices", None) or []
+    steps = getattr(choices[0], "prompt_logprobs", None) if choices else None
+    return continuation_logprob(steps, ids, start)
+
+
+def _context(backend: OpenAIBackend, n_tokens: int) -> str | None:
+    if backend.max_model_len is None:
+        return None
+    return context_problem(
+        n_tokens, backend.max_model_len, context="the server's context", at=f" at {backend.base_url}",
+        fix="shorten the input or start the server with a larger --max-model-len",
+    )
 
 
 def served_context(listing: Any, model_id: str) -> int | None:

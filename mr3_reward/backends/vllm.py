@@ -15,7 +15,16 @@ Why these choices:
 * **Async by a thread.** ``agenerate`` runs ``generate`` in a worker thread (``asyncio.to_thread``) instead
   of driving vLLM's ``AsyncLLM``: one engine then serves the sync and async paths alike, a call's requests
   are still batched together, and the reward adapter's async form already hands whole batches to a
-  thread. Concurrent calls are serialized by a lock (``LLM`` is not safe for concurrent ``generate``).
+  thread. Concurrent calls are serialized by a lock (``LLM`` is not safe for concurrent ``generate``); each
+  request carries its own seed (vLLM gives it its own generator), so a seed means the same text whatever
+  else runs.
+* **Phases through vLLM's own features** (`mr3_reward.phases`): stop strings are kept in the text
+  (``include_stop_str_in_output``), a request's regular expression is decoded by vLLM's structured outputs
+  (``StructuredOutputsParams(regex=...)``), and `score_continuations` reads the continuation's log-probabilities
+  from ``prompt_logprobs``, all of a call's items in one ``generate``. vLLM does not read the prefix cache for
+  requests with ``prompt_logprobs``: scoring recomputes each prompt (once per label).
+* **The engine dies with us.** vLLM's engine core and worker processes outlive a SIGKILLed parent; a
+  `Lifeline` watchdog, started before the engine, ends them when this process is gone.
 
 `VLLMServer` (``vllm serve`` as a child process, for `OpenAIBackend`) lives in `mr3_reward.backends.vllm_server`
 and is re-exported here.
@@ -32,11 +41,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mr3_reward.backends.base import ChatPrompt, Generation, GenerationRequest
-from mr3_reward.backends.hf import context_problem, encode, engine_error
-from mr3_reward.backends.label_logprobs import MAX_TAIL_TOKENS, label_logprobs, request_labels
+from mr3_reward.backends.hf import context_problem, continuation_ids, encode, engine_error
+from mr3_reward.backends.lifeline import Lifeline
+from mr3_reward.backends.vllm_outputs import continuation_logprob, to_generation
 from mr3_reward.backends.vllm_server import EngineStartError, VLLMServer, on_cpu
 from mr3_reward.models import resolve
-from mr3_reward.types import Sampling
 
 __all__ = ["EngineStartError", "VLLMBackend", "VLLMServer"]
 
@@ -58,7 +67,7 @@ def _import_vllm() -> Any:
 
 
 class VLLMBackend:
-    """Generate with an in-process vLLM engine (``vllm.LLM``); an `EngineInfo`.
+    """Generate with an in-process vLLM engine (``vllm.LLM``); an `EngineInfo` and `Constrains`.
 
     Args:
         model (`str`):
@@ -134,16 +143,16 @@ class VLLMBackend:
         problems = _option_problems(dtype, max_model_len, tensor_parallel_size, gpu_memory_utilization, label_logprobs)
         if problems:
             raise ValueError("invalid VLLMBackend options: " + "; ".join(problems))
-
         self.model_id = model
         self.revision = revision
         self.label_logprobs = label_logprobs
         # Resolve first: a wrong path or an unavailable hub id fails in a second, before an engine starts.
         self.path = resolve(model, revision=revision)
         vllm = _import_vllm()
-        self._SamplingParams = vllm.SamplingParams
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import StructuredOutputsParams
 
+        self._params = (vllm.SamplingParams, StructuredOutputsParams)
         self._TokensPrompt = TokensPrompt
 
         options = _engine_options(
@@ -152,15 +161,7 @@ class VLLMBackend:
             enable_prefix_caching=enable_prefix_caching, seed=seed,
         )
         self.engine_options = {k: v for k, v in options.items() if k not in ("model", "tokenizer")}
-        try:
-            self.llm = vllm.LLM(**options)
-        except Exception as exc:
-            raise EngineStartError(
-                f"vLLM could not start {model!r} (from {self.path}) with {self.engine_options}: "
-                f"{type(exc).__name__}: {exc}. Check that the folder holds a complete model (config.json, "
-                "weights, tokenizer); on CPU use dtype='float32' and a small kv_cache_memory_bytes (or "
-                "VLLM_CPU_KVCACHE_SPACE); on GPU lower max_model_len or gpu_memory_utilization if memory is short"
-            ) from exc
+        self.llm, self._lifeline = _start_engine(vllm, model, self.path, options, self.engine_options)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len: int = int(self.llm.model_config.max_model_len)
         self._lock = threading.Lock()
@@ -189,33 +190,55 @@ class VLLMBackend:
         prompts, params, index = [], [], []
         for i, req in enumerate(requests):
             try:
-                ids = self._encode(req.prompt)
+                ids = encode(self.tokenizer, req.prompt)
             except Exception as exc:  # a template or tokenizer problem belongs to this item only
                 results[i] = engine_error(f"could not build the prompt: {type(exc).__name__}: {exc}")
                 continue
-            problem = self._context_problem(len(ids))
+            problem = _context_problem(self.max_model_len, len(ids))
             if problem:
                 results[i] = engine_error(problem, prompt_tokens=len(ids))
                 continue
             prompts.append(self._TokensPrompt(prompt_token_ids=ids))
-            params.append(self._sampling_params(req.sampling))
+            params.append(_sampling_params(*self._params, req, self.label_logprobs))
             index.append(i)
 
         if prompts:
             try:
-                with self._lock:
-                    if self._closed:
-                        raise RuntimeError("the engine was closed (VLLMBackend.close()); create a new backend")
-                    outputs = self.llm.generate(prompts, params, use_tqdm=False)
+                outputs = self._run(prompts, params)
             except Exception as exc:  # e.g. the engine process died: every item of the call failed
-                message = f"vLLM generation failed: {type(exc).__name__}: {exc}"
-                outputs = None
-                for i in index:
-                    results[i] = engine_error(message)
-            if outputs is not None:
-                for i, output in zip(index, outputs):
-                    results[i] = _to_generation(output, requests[i], bool(self.label_logprobs))
+                outputs = [engine_error(f"vLLM generation failed: {type(exc).__name__}: {exc}")] * len(index)
+            for i, output in zip(index, outputs):
+                results[i] = output if isinstance(output, Generation) else to_generation(
+                    output, requests[i], bool(self.label_logprobs))
         return [g if g is not None else engine_error("internal error: no result") for g in results]
+
+    def score_continuations(self, items: Sequence[tuple[ChatPrompt, str]]) -> list[float | None]:
+        """For each ``(prompt, continuation)``, the log-probability of the continuation's tokens (tokenized alone)
+        after the prompt (encoded as `generate` does it), summed, from vLLM's ``prompt_logprobs``; all items in
+        one engine call (`Constrains`). None for an item that does not fit the context or failed."""
+        scores: list[float | None] = [None] * len(items)
+        todo = []
+        for i, built in enumerate(continuation_ids(self.tokenizer, items)):
+            if built is not None and not _context_problem(self.max_model_len, len(built[0])):
+                todo.append((i, *built))
+        if not todo:
+            return scores
+        # One token is generated (vLLM needs one); prompt_logprobs=0: the log-probability of each prompt token.
+        params = self._params[0](max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
+        try:
+            outputs = self._run([self._TokensPrompt(prompt_token_ids=ids) for _, ids, _ in todo], params)
+        except Exception:  # the engine failed: no item was scored
+            return scores
+        for (i, ids, start), output in zip(todo, outputs):
+            scores[i] = continuation_logprob(output.prompt_logprobs, ids, start)
+        return scores
+
+    def _run(self, prompts: list[Any], params: Any) -> list[Any]:
+        """One ``LLM.generate`` call, never two at once: ``LLM`` is not safe for concurrent use."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the engine was closed (VLLMBackend.close()); create a new backend")
+            return self.llm.generate(prompts, params, use_tqdm=False)
 
     async def agenerate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """`generate` for async callers: runs in a worker thread so the event loop stays free."""
@@ -230,6 +253,7 @@ class VLLMBackend:
             core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
             if core is not None and hasattr(core, "shutdown"):
                 core.shutdown()
+            self._lifeline.release()
 
     def __enter__(self) -> VLLMBackend:
         return self
@@ -239,77 +263,63 @@ class VLLMBackend:
 
     # ----------------------------------------------------------------------------------------------------
 
-    def _encode(self, prompt: ChatPrompt) -> list[int]:
-        return encode(self.tokenizer, prompt)
-
     def count_tokens(self, prompt: ChatPrompt) -> int:
         """Tokens ``prompt`` takes in the engine's context (chat template and prefix included), as `generate`
         counts them; the judge uses it to fit long inputs to ``max_model_len``."""
-        return len(self._encode(prompt))
+        return len(encode(self.tokenizer, prompt))
 
     def observe(self, stats: Mapping[str, int]) -> None:
         """A local engine keeps no statistics of its callers: nothing to do."""
 
-    def _context_problem(self, n_tokens: int) -> str | None:
-        return context_problem(
-            n_tokens, self.max_model_len, context="the engine's context",
-            fix="shorten the input or raise max_model_len (VLLMBackend(max_model_len=...), at most the model's own "
-                "context)",
-        )
 
-    def _sampling_params(self, sampling: Sampling) -> Any:
-        return self._SamplingParams(
-            n=1,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            top_k=sampling.top_k if sampling.top_k > 0 else 0,  # our -1 (off) is vLLM's 0
-            min_p=sampling.min_p,
-            max_tokens=sampling.max_tokens,  # vLLM stops at the context's end and reports "length"
-            seed=sampling.seed,
-            logprobs=self.label_logprobs or None,
-            # Keep tags such as </think> in the text even for models that mark them special, as the
-            # transformers backend does; no spaces are invented between adjacent special tokens.
-            skip_special_tokens=False,
-            spaces_between_special_tokens=False,
-        )
+def _start_engine(vllm: Any, model: str, path: str, options: dict[str, Any],
+                  shown: dict[str, Any]) -> tuple[Any, Lifeline]:
+    """``vllm.LLM(**options)`` and the `Lifeline` that ends its processes with ours, started before the engine
+    so that an engine whose parent dies while it starts is ended too."""
+    lifeline = Lifeline.start()
+    try:
+        return vllm.LLM(**options), lifeline
+    except Exception as exc:
+        raise EngineStartError(
+            f"vLLM could not start {model!r} (from {path}) with {shown}: {type(exc).__name__}: {exc}. Check that "
+            "the folder holds a complete model (config.json, weights, tokenizer); on CPU use dtype='float32' and a "
+            "small kv_cache_memory_bytes (or VLLM_CPU_KVCACHE_SPACE); on GPU lower max_model_len or "
+            "gpu_memory_utilization if memory is short"
+        ) from exc
+    finally:
+        lifeline.settle()
 
 
-def _to_generation(output: Any, request: GenerationRequest, with_logprobs: bool) -> Generation:
-    """One vLLM ``RequestOutput`` as a `Generation`; a request the engine dropped is an engine error."""
-    prompt_tokens = len(output.prompt_token_ids or ())
-    if not output.outputs:
-        return engine_error("vLLM returned no completion for this request", prompt_tokens)
-    completion = output.outputs[0]
-    reason = completion.finish_reason
-    if reason not in ("stop", "length"):
-        # "abort" (or None: unfinished) means the engine dropped the request; it is worth a retry.
-        return engine_error(f"vLLM ended the request with finish_reason={reason!r}", prompt_tokens)
-    return Generation(
-        text=completion.text,
-        finish_reason=reason,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=len(completion.token_ids),
-        label_logprobs=_completion_label_logprobs(completion, request) if with_logprobs else None,
+def _context_problem(max_model_len: int, n_tokens: int) -> str | None:
+    return context_problem(
+        n_tokens, max_model_len, context="the engine's context",
+        fix="shorten the input or raise max_model_len (VLLMBackend(max_model_len=...), at most the model's own "
+            "context)",
     )
 
 
-def _completion_label_logprobs(completion: Any, request: GenerationRequest) -> dict[str, float] | None:
-    """The score labels' log-probabilities from a completion's per-token top log-probabilities."""
-    prompt, labels = request.prompt, request_labels(request)
-    if not labels or not completion.logprobs or "</think>" not in prompt.prefix + completion.text:
-        return None
-    # Only the tail is converted: a long reasoning trace has thousands of tokens and the verdict is last.
-    ids = list(completion.token_ids)[-MAX_TAIL_TOKENS:]
-    steps = list(completion.logprobs)[-MAX_TAIL_TOKENS:]
-    if len(ids) != len(steps):
-        return None
-    pieces = []
-    alternatives = []
-    for token_id, step in zip(ids, steps):
-        chosen = step.get(token_id) if step else None
-        pieces.append(chosen.decoded_token if chosen is not None else None)
-        alternatives.append([(lp.decoded_token, lp.logprob) for lp in (step or {}).values()])
-    return label_logprobs(completion.text, pieces, alternatives, labels, prefix=prompt.prefix) or None
+def _sampling_params(SamplingParams: Any, StructuredOutputsParams: Any, request: GenerationRequest,
+                     label_logprobs: int) -> Any:
+    """vLLM's ``SamplingParams`` for ``request``: its decoding, its stop strings (kept in the text) and, for a
+    request with a regular expression, vLLM's structured outputs under it."""
+    sampling = request.sampling
+    return SamplingParams(
+        n=1,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        top_k=sampling.top_k if sampling.top_k > 0 else 0,  # our -1 (off) is vLLM's 0
+        min_p=sampling.min_p,
+        max_tokens=sampling.max_tokens,  # vLLM stops at the context's end and reports "length"
+        seed=sampling.seed,
+        logprobs=label_logprobs or None,
+        stop=list(request.stop) or None,
+        include_stop_str_in_output=bool(request.stop),
+        structured_outputs=StructuredOutputsParams(regex=request.regex) if request.regex else None,
+        # Keep tags such as </think> in the text even for models that mark them special, as the
+        # transformers backend does; no spaces are invented between adjacent special tokens.
+        skip_special_tokens=False,
+        spaces_between_special_tokens=False,
+    )
 
 
 def _option_problems(dtype: Any, max_model_len: Any, tensor_parallel_size: Any, gpu_memory_utilization: Any,

