@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from mr3_reward.types import Sampling
+from mr3_reward.types import THINK_OPEN, Sampling
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class ChatPrompt:
 
     system: str
     user: str
-    prefix: str = "<think>"
+    prefix: str = THINK_OPEN
 
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]

@@ -16,6 +16,7 @@ from mr3_reward.backends.base import Generation, GenerationRequest
 from mr3_reward.backends.hf import context_problem, engine_error
 from mr3_reward.backends.label_logprobs import MAX_TAIL_TOKENS, label_logprobs, request_labels
 from mr3_reward.backends.vllm_outputs import continuation_logprob
+from mr3_reward.types import THINK_CLOSE
 
 if TYPE_CHECKING:
     from mr3_reward.backends.openai import OpenAIBackend
@@ -143,7 +144,7 @@ def to_generation(backend: OpenAIBackend, response: Any, request: GenerationRequ
 def _label_logprobs(choice: Any, text: str, request: GenerationRequest) -> dict[str, float] | None:
     logprobs = getattr(choice, "logprobs", None)
     prompt, labels = request.prompt, request_labels(request)
-    if logprobs is None or not labels or "</think>" not in prompt.prefix + text:
+    if logprobs is None or not labels or THINK_CLOSE not in prompt.prefix + text:
         return None
     tokens = list(logprobs.tokens or [])[-MAX_TAIL_TOKENS:]
     chosen = list(logprobs.token_logprobs or [])[-MAX_TAIL_TOKENS:]

@@ -13,6 +13,7 @@ from typing import Any
 from mr3_reward.backends.base import Generation, GenerationRequest
 from mr3_reward.backends.hf import engine_error
 from mr3_reward.backends.label_logprobs import MAX_TAIL_TOKENS, label_logprobs, request_labels
+from mr3_reward.types import THINK_CLOSE
 
 __all__ = ["continuation_logprob", "to_generation"]
 
@@ -39,7 +40,7 @@ def to_generation(output: Any, request: GenerationRequest, with_logprobs: bool) 
 def _completion_label_logprobs(completion: Any, request: GenerationRequest) -> dict[str, float] | None:
     """The score labels' log-probabilities from a completion's per-token top log-probabilities."""
     prompt, labels = request.prompt, request_labels(request)
-    if not labels or not completion.logprobs or "</think>" not in prompt.prefix + completion.text:
+    if not labels or not completion.logprobs or THINK_CLOSE not in prompt.prefix + completion.text:
         return None
     # Only the tail is converted: a long reasoning trace has thousands of tokens and the verdict is last.
     ids = list(completion.token_ids)[-MAX_TAIL_TOKENS:]
