@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Iterable, Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mr3_reward.backends.base import Backend, ChatPrompt, EngineInfo
 from mr3_reward.backends.registry import make_backend
-from mr3_reward.cache import JudgmentCache, cache_key, digest_parts
+from mr3_reward.cache import JudgmentCache, cache_key, digest_parts, digest_state
 from mr3_reward.errors import ConfigError
 from mr3_reward.judge_checks import constrained_problem, judge_problems
 # judgment_from_generation and label_probs moved with the loop to `mr3_reward.judging`; still importable here.
@@ -26,6 +26,7 @@ from mr3_reward.types import JudgeRequest, Judgment, Sampling
 # The input limit for an engine that reports no context: mR3's 32768 tokens less the 16384 it may generate.
 DEFAULT_MAX_INPUT_TOKENS = 16384
 RECENT_REQUESTS = 4096
+RECENT_SYSTEMS = 1024
 
 
 def open_cache(cache: str | Path | JudgmentCache | None) -> JudgmentCache | None:
@@ -120,8 +121,14 @@ class Judge:
         # Sampling (the seed included) is part of every cache key: forget the digest built from the old one.
         self._sampling = value
         self._config_digest = None
+        self._key_states: dict[str, Any] = {}  # system message -> hash state after the config digest and it
         self._recent = OrderedDict()  # the input limit and the keys follow the sampling
         self._remembered = OrderedDict()
+
+    @property
+    def engine_info(self) -> EngineInfo | None:
+        """What the engine declares about itself (`EngineInfo`), or None for an engine that declares nothing."""
+        return self._info
 
     @property
     def language_mode(self) -> LanguageMode:
@@ -166,10 +173,16 @@ class Judge:
     def _key(self, rendered: RenderedPrompt) -> str:
         # The rendered bytes carry the rubric, language, responses and their order; the config digest
         # carries model, revision, template version, language mode and sampling (seed included).
-        if self._config_digest is None:
-            self._config_digest = cache_key(self.config_key())
         p = rendered.prompt
-        return digest_parts(self._config_digest, p.system, p.user, p.prefix, *rendered.labels)
+        # Requests of one template share the config digest and the system message: their hash state is kept.
+        state = self._key_states.get(p.system)
+        if state is None:
+            if self._config_digest is None:
+                self._config_digest = cache_key(self.config_key())
+            if len(self._key_states) >= RECENT_SYSTEMS:
+                self._key_states.clear()
+            state = self._key_states[p.system] = digest_state(self._config_digest, p.system)
+        return digest_parts(p.user, p.prefix, *rendered.labels, after=state)
 
     def prepare(self, request: JudgeRequest) -> tuple[RenderedPrompt, str]:
         """``request``'s rendered prompt (`render`) and its cache key (`key`), remembered for recent requests
@@ -187,14 +200,21 @@ class Judge:
         a judge with a cache remembers (without one, every call judges anew)."""
         if self.cache is None or not self._remembered:
             return {}
-        return {k: j for k in keys if (j := self._remembered.get(k)) is not None}
+        remembered = self._remembered
+        found = {}
+        for k in keys:
+            j = remembered.get(k)
+            if j is not None:
+                if not j.meta.get("cached"):  # marked as a cache hit once, when first recalled
+                    j = remembered[k] = j.with_(meta={**j.meta, "cached": True})
+                found[k] = j
+        return found
 
     def remember(self, judgments: Mapping[str, Judgment]) -> None:
-        """Keep judgments that are in the cache (by key) for `recall`, as cache hits."""
+        """Keep judgments that are in the cache (by key) for `recall`, which returns them as cache hits."""
         if self.cache is None:
             return
-        for key, j in judgments.items():
-            self._remembered[key] = j if j.meta.get("cached") else j.with_(meta={**j.meta, "cached": True})
+        self._remembered.update(judgments)
         while len(self._remembered) > RECENT_REQUESTS:
             self._remembered.popitem(last=False)
 

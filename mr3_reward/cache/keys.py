@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cache_key", "default_cache_path", "digest_parts"]
+__all__ = ["cache_key", "default_cache_path", "digest_parts", "digest_state"]
 
 
 def _canonical_default(obj: Any) -> Any:
@@ -73,12 +73,15 @@ def cache_key(*parts: object) -> str:
     return hashlib.sha256(_canonical_json(list(parts)).encode("utf-8")).hexdigest()
 
 
-def digest_parts(*parts: str) -> str:
+def digest_parts(*parts: str, after: Any = None) -> str:
     """sha256 hex over strings, each length-prefixed (so part boundaries cannot shift): the fast key for
     the hot path, where the parts are already strings (a config digest and the rendered prompt).
 
     Args:
         *parts (`str`): the strings that identify one judgment.
+        after (*optional*): a hash state from `digest_state` of the leading parts, kept by a caller whose
+            keys share them (a judge's configuration and system message); the key is then that of all
+            parts, leading ones first, without hashing the leading ones again.
 
     Returns:
         `str`: 64 lowercase hex characters.
@@ -87,13 +90,23 @@ def digest_parts(*parts: str) -> str:
 
     >>> digest_parts("ab", "c") == digest_parts("a", "bc")
     False
+    >>> digest_parts("x", "y", after=digest_state("config")) == digest_parts("config", "x", "y")
+    True
     """
-    h = hashlib.sha256()
+    return _feed(hashlib.sha256() if after is None else after.copy(), parts).hexdigest()
+
+
+def digest_state(*parts: str) -> Any:
+    """The sha256 state after the leading ``parts`` of a `digest_parts` key (pass it as ``after=``)."""
+    return _feed(hashlib.sha256(), parts)
+
+
+def _feed(h: Any, parts: tuple[str, ...]) -> Any:
     for part in parts:
         data = part.encode("utf-8", "surrogatepass")
         h.update(len(data).to_bytes(8, "big"))
         h.update(data)
-    return h.hexdigest()
+    return h
 
 
 def default_cache_path() -> Path:

@@ -21,7 +21,7 @@ from typing import Any
 
 from mr3_reward.parsing.answer import _find_answer
 from mr3_reward.parsing.fallback import _BareValue
-from mr3_reward.parsing.labels import _coerce_labels, normalize_label
+from mr3_reward.parsing.labels import _coerce_labels, _match, normalize_label
 from mr3_reward.types import THINK_CLOSE, THINK_OPEN, Failure, Judgment, Rubric
 
 __all__ = ["parse_judgment", "normalize_label"]
@@ -36,12 +36,22 @@ def _strip_open_tag(text: str) -> str:
     return stripped[len(THINK_OPEN) :] if stripped.startswith(THINK_OPEN) else text
 
 
+def _failed(text: str, truncated: bool, fields: dict[str, Any], failure: Failure, reasoning: str = "",
+            **meta: Any) -> Judgment:
+    """A judgment without a score; generation cut off by the token limit is the cause to report."""
+    failure = Failure.TRUNCATED if truncated else failure
+    explanation = meta.pop("explanation", None)
+    return Judgment.of(failure=failure.value, explanation=explanation, reasoning=reasoning, raw=text, meta=meta,
+                       **fields)
+
+
 def parse_judgment(
     text: str,
     labels: Sequence[str] | Rubric,
     prefix: str = "",
     *,
     truncated: bool = False,
+    **fields: Any,
 ) -> Judgment:
     """Read a judge's generation into a `Judgment`, never raising on what the model wrote.
 
@@ -63,6 +73,9 @@ def parse_judgment(
             normally ``"<think>"`` plus an optional forcing sentence; it starts the reasoning.
         truncated (`bool`, *optional*, defaults to `False`): whether generation stopped at the token
             limit. An unfinished thought is then reported as ``truncated`` rather than searched.
+        **fields: other `Judgment` fields to set on the result (``attempts``, token counts), so a caller
+            that knows them gets one judgment built once; not ``score``, ``failure``, ``explanation``,
+            ``reasoning``, ``raw`` or ``meta``, which the parser sets.
 
     Returns:
         `Judgment`: ``score`` is a label from ``labels`` or ``None``, and exactly one of ``score`` and
@@ -99,18 +112,6 @@ def parse_judgment(
     prompt_thought = _strip_open_tag(prefix)
     generated = _strip_open_tag(text)
 
-    def failed(failure: Failure, reasoning: str = "", **extra: Any) -> Judgment:
-        if truncated:  # no usable score because generation was cut off: that is the cause to report
-            failure = Failure.TRUNCATED
-        return Judgment(
-            score=None,
-            failure=failure.value,
-            explanation=extra.pop("explanation", None),
-            reasoning=reasoning,
-            raw=text,
-            meta=extra,
-        )
-
     close = generated.rfind(THINK_CLOSE)
     delimited = True  # whether we know where the answer starts
     if close >= 0:
@@ -122,40 +123,37 @@ def parse_judgment(
         answer = generated
     elif truncated:
         # Cut off mid-thought: any object in it is reasoning, not an answer.
-        return failed(Failure.TRUNCATED, (prompt_thought + generated).strip())
+        return _failed(text, truncated, fields, Failure.TRUNCATED, (prompt_thought + generated).strip())
     else:
         # No think tags at all: search everything, as the reference does.
         reasoning = ""
         answer = generated
         delimited = False
 
-    if not answer.strip():
-        return failed(Failure.NO_ANSWER, reasoning)
+    if not answer or answer.isspace():
+        return _failed(text, truncated, fields, Failure.NO_ANSWER, reasoning)
 
     found, says_score = _find_answer(answer)
     if found is None:
         attempted = delimited or says_score or "{" in answer
-        return failed(Failure.BAD_JSON if attempted else Failure.NO_ANSWER, reasoning)
+        return _failed(text, truncated, fields, Failure.BAD_JSON if attempted else Failure.NO_ANSWER, reasoning)
 
     raw_value = str(found.value) if isinstance(found.value, _BareValue) else found.value
-    score = normalize_label(raw_value, label_tuple)
+    score = _match(raw_value, label_tuple)
     if score is None and isinstance(found.value, _BareValue):
         words = found.value.split(maxsplit=1)
         if len(words) > 1:
-            score = normalize_label(words[0], label_tuple)
+            score = _match(words[0], label_tuple)
     if score is None:
-        return failed(
+        return _failed(
+            text,
+            truncated,
+            fields,
             Failure.LABEL_NOT_IN_RUBRIC,
             reasoning,
             explanation=found.explanation,
             raw_score=raw_value,
             parsed_with=found.parsed_with,
         )
-    return Judgment(
-        score=score,
-        failure=None,
-        explanation=found.explanation,
-        reasoning=reasoning,
-        raw=text,
-        meta={"parsed_with": found.parsed_with},
-    )
+    return Judgment.of(score=score, explanation=found.explanation, reasoning=reasoning, raw=text,
+                       meta={"parsed_with": found.parsed_with}, **fields)

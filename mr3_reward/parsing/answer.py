@@ -25,8 +25,10 @@ def _whole_object(text: str) -> _Found | None:
     if not (stripped.startswith("{") and stripped.endswith("}")):
         return None
     try:
-        obj = _DECODER.decode(stripped)
+        obj, end = _DECODER.raw_decode(stripped)  # no whitespace around it to skip: it was stripped
     except Exception:  # ValueError, RecursionError on deep nesting, MemoryError
+        return None
+    if end != len(stripped):  # more after the first object: the long way
         return None
     return _answer_in(obj, "json") if isinstance(obj, dict) else None
 

@@ -78,6 +78,8 @@ def _label_index(labels: tuple[str, ...]) -> _LabelIndex:
 
 
 def _coerce_labels(labels: Sequence[str] | Rubric) -> tuple[str, ...]:
+    if type(labels) is tuple and all(type(label) is str for label in labels):
+        return labels  # already what is asked for: a rendered prompt's labels
     if isinstance(labels, Rubric):
         labels = labels.labels
     if isinstance(labels, str):
@@ -130,9 +132,15 @@ def normalize_label(value: object, labels: Sequence[str] | Rubric) -> str | None
     >>> print(normalize_label("Assistant C", ["Assistant A", "Assistant B"]))
     None
     """
-    label_tuple = _coerce_labels(labels)
+    return _match(value, _coerce_labels(labels))
+
+
+def _match(value: object, label_tuple: tuple[str, ...]) -> str | None:
+    """`normalize_label` over labels already coerced to a tuple of strings."""
     if not label_tuple:
         return None
+    if type(value) is str and value in label_tuple:  # the label as written: the common case
+        return value
     text = _value_to_text(value)
     if text is None:
         return None

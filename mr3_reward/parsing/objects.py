@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mr3_reward.parsing.spans import _MAX_OBJECT_NODES
 
 
-@dataclass(frozen=True)
-class _Found:
+class _Found(NamedTuple):  # a tuple: made once per judgment, so it should cost little
     value: object  # the raw score value, before normalization
     explanation: str | None
     parsed_with: str  # "json", "python_literal" or "regex"
 
 
 def _is_key(key: object, name: str) -> bool:
-    return isinstance(key, str) and key.strip().casefold() == name
+    return key == name or (isinstance(key, str) and key.strip().casefold() == name)
 
 
 def _score_holder(obj: object) -> tuple[dict, object] | None:
@@ -24,6 +23,10 @@ def _score_holder(obj: object) -> tuple[dict, object] | None:
 
     The answer is normally the top-level object; models sometimes wrap it (``{"result": {...}}``).
     """
+    if isinstance(obj, dict):  # the common case, without the queue: the answer is the top-level object
+        keys = [k for k in obj if _is_key(k, "score")]
+        if keys:
+            return obj, keys[-1]
     queue: deque[object] = deque([obj])
     visited = 0
     while queue and visited < _MAX_OBJECT_NODES:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mr3_reward.backends.base import ChatPrompt
-from mr3_reward.types import THINK_OPEN
+from mr3_reward.types import THINK_OPEN, built
 
 _INDENT = "    "
 
@@ -53,7 +53,7 @@ def render_system(texts: Texts, layout: Layout, rubric_text: str | None) -> str:
 
 def render_user(tags: Mapping[str, str], layout: Layout, sections: Sequence[tuple[str, str]]) -> str:
     """The user message: (header, value) sections in order, then the "Your Response" header."""
-    user = "".join(f"# {header}\n{_INDENT}{value}\n\n{_INDENT}" for header, value in sections)
+    user = "".join([f"# {header}\n{_INDENT}{value}\n\n{_INDENT}" for header, value in sections])
     return user + f"# {tags['your_response_tag']}\n{layout.user_tail}"
 
 
@@ -77,8 +77,5 @@ def render_messages(
     >>> render_messages("S.", texts, PAIR, [("Input", "2+2?")], force_thinking=False).user
     '# Input\\n    2+2?\\n\\n    # Your Response\\n    '
     """
-    return ChatPrompt(
-        system=system,
-        user=render_user(texts.tags, layout, sections),
-        prefix=THINK_OPEN + (texts.forcing if force_thinking else ""),
-    )
+    return built(ChatPrompt, system, render_user(texts.tags, layout, sections),
+                 THINK_OPEN + texts.forcing if force_thinking else THINK_OPEN)

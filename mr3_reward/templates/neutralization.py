@@ -46,7 +46,12 @@ _LOOKALIKE_LETTERS = str.maketrans(
     "ABEKMHOPCTXYIJSQWYaeopcyxijsdhqwlkABEZHIKMNOPTYXaovikuxiagou" + "'" * 5,
 )
 _TITLE_EDGES = _HASH_LIKE + "*_`: "
-_ANY_HASH = re.compile(f"[{_HASH_LIKE}]")
+_OTHER_HASH_LIKE = _HASH_LIKE[1:]
+
+
+def _may_have_header(text: str) -> bool:
+    """Whether ``text`` holds a '#' or a look-alike (substring tests run in C, far faster than a regex class)."""
+    return "#" in text or (not text.isascii() and any(c in text for c in _OTHER_HASH_LIKE))
 
 # English headers of the mR3 format and of our templates; packs add their localized ones.
 BASE_HEADERS = (
@@ -90,7 +95,7 @@ def neutralize(text: str, headers: frozenset[str] = BASE_HEADER_KEYS) -> tuple[s
     count = 0
     if "<" in text:
         text, count = _CONTROL_TOKEN.subn(r"<\\", text)
-    if _ANY_HASH.search(text) is None:  # one pass in C: most user text has no header-like line at all
+    if not _may_have_header(text):  # most user text has no '#' or look-alike at all
         return text, count
 
     def escape(m: re.Match[str]) -> str:

@@ -17,7 +17,7 @@ from mr3_reward.templates.modes import LanguageMode
 from mr3_reward.templates.neutralization import BASE_HEADER_KEYS, neutralize
 from mr3_reward.templates.packs import FAMILIES, RubricPack
 from mr3_reward.templates.variants import choose_frozen
-from mr3_reward.types import JudgeRequest, Rubric, TaskKind
+from mr3_reward.types import JudgeRequest, Rubric, TaskKind, built
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ class Renderer:
         shuffle_labels: bool = True,
     ) -> None:
         self.mode = LanguageMode.for_model(model_id, language_mode)
+        self._tgt_prompt, self._tgt_thinking = self.mode.tgt_prompt, self.mode.tgt_thinking  # read per request
         self.pack = pack if isinstance(pack, RubricPack) or pack is None else RubricPack(pack)
         if family is not None and self.pack is None:
             raise ValueError(f"family={family!r} selects a template of a rubric pack; pass pack=<pack dir> too")
@@ -107,14 +108,11 @@ class Renderer:
             "shuffle": self.shuffle_labels,
         }
 
-    def _clean(self, text: str) -> tuple[str, int]:
-        return neutralize(text, self._headers) if self.neutralize_headers else (text, 0)
-
     def _template(self, request: JudgeRequest) -> _Template:
         """The localized template for a request's task and language (memoized: it never changes)."""
         family = self.family or (self._DEFAULT_FAMILY.get(request.task) if self.pack is not None else None)
-        prompt_language = request.language if self.mode.tgt_prompt else "en"
-        thinking_language = request.language if self.mode.tgt_thinking else "en"
+        prompt_language = request.language if self._tgt_prompt else "en"
+        thinking_language = request.language if self._tgt_thinking else "en"
         key = (family, request.task, prompt_language, thinking_language)
         tpl = self._templates.get(key)
         if tpl is not None:
@@ -171,27 +169,25 @@ class Renderer:
             rubric = None
         system, labels = self._system(tpl, request, rubric)
         tags = tpl.texts.tags
-
-        neutralized = 0
-
-        def clean(value: str) -> str:
-            nonlocal neutralized
-            out, n = self._clean(value)
-            neutralized += n
-            return out
-
-        sections: list[tuple[str, str]] = [(tags["input_tag"], clean(request.prompt))]
+        sections: list[tuple[str, str]] = [(tags["input_tag"], request.prompt)]
         if request.reference is not None:
-            sections.append((tags.get("reference_tag", EN_TAGS["reference_tag"]), clean(request.reference)))
+            sections.append((tags.get("reference_tag", EN_TAGS["reference_tag"]), request.reference))
         if request.task is TaskKind.MULTIPLE_CHOICE:
-            sections.append((tags["options_tag"], clean(request.options or "")))
+            sections.append((tags["options_tag"], request.options or ""))
         elif tpl.solution_tag is not None and request.responses:
-            sections.append((tpl.solution_tag, clean(request.responses[0])))
+            sections.append((tpl.solution_tag, request.responses[0]))
         else:
             headers = tpl.response_headers or (tags.get("response_tag", "Response"),) * len(request.responses)
-            sections += [(h, clean(r)) for h, r in zip(headers, request.responses)]
-        prompt = render_messages(system, tpl.texts, tpl.layout, sections, force_thinking=self.mode.tgt_thinking)
-        return RenderedPrompt(prompt=prompt, labels=labels, neutralized_lines=neutralized)
+            sections += zip(headers, request.responses)
+        neutralized = 0
+        if self.neutralize_headers:  # user text is data: escape what would read as the prompt's structure
+            for i, (header, value) in enumerate(sections):
+                value, n = neutralize(value, self._headers)
+                if n:
+                    sections[i] = (header, value)
+                    neutralized += n
+        prompt = render_messages(system, tpl.texts, tpl.layout, sections, force_thinking=self._tgt_thinking)
+        return built(RenderedPrompt, prompt, labels, neutralized, False, None)
 
     def render_within(self, request: JudgeRequest, max_tokens: int, count: Callable[[ChatPrompt], int]) -> RenderedPrompt:
         """`render`, with the responses cut when the prompt would take more than ``max_tokens`` tokens by
