@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mr3_reward.backends.base import Generation, GenerationRequest, RunsPhases
 from mr3_reward.parsing import parse_judgment
-from mr3_reward.phases import generate as run_generation
-from mr3_reward.phases import needs_phases
+from mr3_reward.phases import engine_problem, needs_phases, plan
 from mr3_reward.templates import RenderedPrompt
 from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling, built
 
@@ -60,15 +59,31 @@ def label_probs(logprobs: Mapping[str, float], labels: Sequence[str]) -> dict[st
     return {lab: weights.get(lab, 0.0) / total for lab in labels}
 
 
-def engine_round(backend: Any, requests: list[GenerationRequest]) -> list[Generation]:
-    """One round of generation: one engine call, or one per phase with a budget or constrained verdicts
-    (on a pool, its replicas run the phases next to their engines)."""
+def engine_round(backend: Any, requests: Sequence[GenerationRequest]) -> list[Generation]:
+    """One round of generation, one `Generation` per request: one engine call, or with a budget or
+    constrained verdicts one call per phase, made here as `mr3_reward.phases.plan` asks for them (on a pool,
+    its replicas run this next to their engines)."""
     if _runs_phases(type(backend)):
-        return backend.generate_in_phases(requests)
+        return _checked_answer(backend, requests, backend.generate_in_phases(requests))
     samplings = {id(r.sampling): r.sampling for r in requests}  # a judge sends one sampling a round
     if not any(needs_phases(s) for s in samplings.values()):
-        return backend.generate(requests)  # the common case: straight to the engine
-    return run_generation(backend, requests)
+        return _checked_answer(backend, requests, backend.generate(requests))  # the common case: one call
+    if (problem := engine_problem(backend, requests)) is not None:
+        raise TypeError(problem)
+    steps, answer = plan(requests), None
+    while True:
+        try:
+            call = steps.send(answer)
+        except StopIteration as done:
+            return done.value
+        engine = backend.generate if call.method == "generate" else backend.score_continuations
+        answer = _checked_answer(backend, call.args, engine(call.args))
+
+
+def _checked_answer(backend: Any, asked: Sequence[Any], answer: list[Any]) -> list[Any]:
+    if len(answer) != len(asked):
+        raise RuntimeError(f"backend {backend.model_id!r} returned {len(answer)} results for {len(asked)} requests")
+    return answer
 
 
 @functools.lru_cache(maxsize=64)
@@ -213,9 +228,6 @@ def _generate(backend: Any, items: list[_Item], progress: Callable[[int], None] 
                     slot_of[req] = slot
             slots.append(slot)
         gens = engine_round(backend, sent)
-        if len(gens) != len(sent):
-            raise RuntimeError(f"backend {backend.model_id!r} returned {len(gens)} generations "
-                               f"for {len(sent)} requests")
         still = []
         for it, slot in zip(pending, slots):
             if _record(it, gens[slot], attempt):

@@ -23,6 +23,11 @@ mR3 thinks, closes ``</think>`` and answers ``{"explanation": ..., "score": ...}
 
 The engine must be a `Constrains` backend for constrained verdicts (it decodes under a regular expression
 and scores continuations); every backend honours ``stop`` and ``max_tokens``, which is all a budget needs.
+
+This module never calls an engine. `plan` is a generator that yields each phase's `EngineCall` and is sent
+what the engine answered; the judging loop (`mr3_reward.judging.engine_round`, also what a pool replica runs)
+makes the calls. The phase logic can so be read and tested on its own, and it is not one more layer
+between a reward call and the engine.
 """
 
 from __future__ import annotations
@@ -31,13 +36,14 @@ import hashlib
 import json
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from mr3_reward.backends.base import ChatPrompt, Constrains, Generation, GenerationRequest
 from mr3_reward.types import THINK_CLOSE, Sampling
 
-__all__ = ["CLOSING_SENTENCES", "closing_sentence", "generate", "generate_in_phases", "needs_phases"]
+__all__ = ["CLOSING_SENTENCES", "EngineCall", "closing_sentence", "engine_problem", "needs_phases", "plan"]
 
 # The sentence that closes a reasoning cut off by the budget, per reasoning language (English where the
 # language has none here). Our own wording of the Qwen3 technique: say time is up, answer from what is known.
@@ -114,43 +120,65 @@ class _Item:
         self.error, self.finish = gen.error or "unknown engine error", "error"
 
 
-def generate(backend, requests: Sequence[GenerationRequest]) -> list[Generation]:
-    """One `Generation` per request, in order: one engine call for requests without a budget or constrained
-    verdicts, the phases for the others (one run per distinct sampling; a judge sends one sampling a call,
-    a pool replica may merge several). The one entry the judge and the pool replicas use."""
+@dataclass(frozen=True)
+class EngineCall:
+    """One engine call of a phase: ``backend.generate(args)`` (`GenerationRequest`s) or
+    ``backend.score_continuations(args)`` (``(prompt, continuation)`` pairs)."""
+
+    method: str  # "generate" or "score_continuations"
+    args: list[Any]
+
+
+# A plan yields engine calls, is sent each call's answer (a list, one entry per argument) and returns the
+# generations.
+Plan = Generator[EngineCall, list, list[Generation]]
+
+
+def engine_problem(backend: object, requests: Sequence[GenerationRequest]) -> str | None:
+    """Why ``backend`` cannot run the phases of ``requests`` (constrained verdicts on an engine that is not
+    `Constrains`), or None."""
+    if isinstance(backend, Constrains) or all(r.sampling.verdict != "constrained" for r in requests):
+        return None
+    return (f"constrained verdicts need an engine that decodes under a grammar and scores labels; "
+            f"{type(backend).__name__} cannot (use transformers, vllm or openai)")
+
+
+def plan(requests: Sequence[GenerationRequest]) -> Plan:
+    """The engine calls that give one `Generation` per request, in order: one call for the requests without a
+    budget or constrained verdicts, and the phases of each distinct sampling of the others (a judge sends one
+    sampling a call, a pool replica may merge several), each phase one call; each `Generation` reads as one
+    generation: reasoning, ``</think>``, answer.
+
+    >>> from mr3_reward.backends.base import ChatPrompt
+    >>> steps = plan([GenerationRequest(ChatPrompt("S", "U"), Sampling(thinking_budget=8), ("true", "false"))])
+    >>> call = next(steps)
+    >>> call.method, call.args[0].sampling.max_tokens, call.args[0].stop
+    ('generate', 8, ('</think>',))
+    """
     groups: dict[Sampling, list[int]] = {}
     for i, req in enumerate(requests):
         groups.setdefault(req.sampling if needs_phases(req.sampling) else _ONE_CALL, []).append(i)
     out: list[Generation | None] = [None] * len(requests)
     for sampling, idx in groups.items():
         chosen = [requests[i] for i in idx]
-        gens = backend.generate(chosen) if sampling is _ONE_CALL else generate_in_phases(backend, chosen, sampling)
-        if len(gens) != len(chosen):
-            raise RuntimeError(f"backend {backend.model_id!r} returned {len(gens)} generations for {len(chosen)} requests")
+        if sampling is _ONE_CALL:
+            gens = yield EngineCall("generate", chosen)
+        else:
+            gens = yield from _phased(chosen, sampling)
         for i, gen in zip(idx, gens):
             out[i] = gen
     return out  # type: ignore[return-value]
 
 
-def generate_in_phases(backend, requests: Sequence[GenerationRequest], sampling: Sampling) -> list[Generation]:
-    """Generate each request in phases (see the module docstring); one `Generation` per request, in order,
-    whose text reads as one generation: reasoning, ``</think>``, answer.
-
-    backend: the engine; a `Constrains` backend when ``sampling.verdict == "constrained"``.
-    requests (`Sequence[GenerationRequest]`): the rendered prompts, with their labels and the language each
-        reasoning is written in (``thinking_language``).
-    sampling (`Sampling`): decoding, with ``thinking_budget``, ``verdict`` and ``explanation_tokens``.
-    """
-    if sampling.verdict == "constrained" and not isinstance(backend, Constrains):
-        raise TypeError(f"constrained verdicts need an engine that decodes under a grammar and scores labels; "
-                        f"{type(backend).__name__} cannot (use transformers, vllm or openai)")
+def _phased(requests: Sequence[GenerationRequest], sampling: Sampling) -> Plan:
+    """The phases of requests of one sampling (see the module docstring)."""
     items = [_Item(req.prompt, req.labels, req.thinking_language) for req in requests]
-    _reason(backend, items, sampling)
+    yield from _reason(items, sampling)
     if sampling.verdict == "constrained":
-        _explain(backend, [it for it in items if it.error is None], sampling)
-        _score(backend, [it for it in items if it.error is None], sampling)
+        yield from _explain([it for it in items if it.error is None], sampling)
+        yield from _score([it for it in items if it.error is None], sampling)
     else:
-        _answer(backend, [it for it in items if it.error is None and not it.answered], sampling)
+        yield from _answer([it for it in items if it.error is None and not it.answered], sampling)
     return [
         Generation(text=it.text, finish_reason=it.finish, prompt_tokens=it.prompt_tokens,
                    completion_tokens=it.completion_tokens, error=it.error, thinking_tokens=it.thinking_tokens,
@@ -159,10 +187,11 @@ def generate_in_phases(backend, requests: Sequence[GenerationRequest], sampling:
     ]
 
 
-def _reason(backend, items: list[_Item], sampling: Sampling) -> None:
+def _reason(items: list[_Item], sampling: Sampling) -> Plan:
     budget = min(sampling.thinking_budget or sampling.max_tokens, sampling.max_tokens)
     think = _one_phase(sampling, budget)
-    gens = backend.generate([GenerationRequest(it.prompt, think, it.labels, stop=(THINK_CLOSE,)) for it in items])
+    gens = yield EngineCall("generate", [GenerationRequest(it.prompt, think, it.labels, stop=(THINK_CLOSE,))
+                                         for it in items])
     for it, gen in zip(items, gens):
         it.prompt_tokens, it.completion_tokens, it.thinking_tokens = gen.prompt_tokens, gen.completion_tokens, gen.completion_tokens
         if gen.finish_reason == "error":
@@ -184,10 +213,10 @@ def _one_phase(sampling: Sampling, max_tokens: int) -> Sampling:
     return sampling.with_(max_tokens=max_tokens, thinking_budget=None, verdict="free")
 
 
-def _answer(backend, items: list[_Item], sampling: Sampling) -> None:
+def _answer(items: list[_Item], sampling: Sampling) -> Plan:
     reqs = [GenerationRequest(it.continued(""), _one_phase(sampling, max(1, sampling.max_tokens - it.thinking_tokens)),
                               it.labels) for it in items]
-    for it, gen in zip(items, backend.generate(reqs) if reqs else []):
+    for it, gen in zip(items, (yield EngineCall("generate", reqs)) if reqs else []):
         it.completion_tokens += gen.completion_tokens
         if gen.finish_reason == "error":
             it.fail(gen)
@@ -197,11 +226,11 @@ def _answer(backend, items: list[_Item], sampling: Sampling) -> None:
             it.label_logprobs = dict(gen.label_logprobs) if gen.label_logprobs else None
 
 
-def _explain(backend, items: list[_Item], sampling: Sampling) -> None:
+def _explain(items: list[_Item], sampling: Sampling) -> Plan:
     capped = _one_phase(sampling, sampling.explanation_tokens)
     reqs = [GenerationRequest(it.continued(EXPLANATION_OPEN), capped, it.labels, regex=EXPLANATION_REGEX)
             for it in items]
-    for it, gen in zip(items, backend.generate(reqs) if reqs else []):
+    for it, gen in zip(items, (yield EngineCall("generate", reqs)) if reqs else []):
         it.completion_tokens += gen.completion_tokens
         if gen.finish_reason == "error":
             it.fail(gen)
@@ -212,9 +241,9 @@ def _explain(backend, items: list[_Item], sampling: Sampling) -> None:
         it.text += EXPLANATION_OPEN + "".join(ch for ch in body if ch != "\\" and ord(ch) >= 0x20)
 
 
-def _score(backend: Constrains, items: list[_Item], sampling: Sampling) -> None:
+def _score(items: list[_Item], sampling: Sampling) -> Plan:
     pairs = [(it.continued(SCORE_OPEN), _score_text(label)) for it in items for label in it.labels]
-    scores = backend.score_continuations(pairs) if pairs else []
+    scores = (yield EngineCall("score_continuations", pairs)) if pairs else []
     at = 0
     for it in items:
         lps = scores[at:at + len(it.labels)]

@@ -19,9 +19,12 @@ from mr3_reward import MR3Reward
 
 pytestmark = pytest.mark.model
 
-FREE = ["mr3_reward.reward.adapter", "mr3_reward.reward.modes", "mr3_reward.judge", "mr3_reward.judging",
-        "mr3_reward.backends.transformers"]
-PHASED = FREE[:4] + ["mr3_reward.phases"] + FREE[4:]
+# Budgeted and constrained judgments take the same chain: `mr3_reward.phases` is a plan the judging loop runs.
+POINTWISE = ["mr3_reward.reward.adapter", "mr3_reward.reward.modes", "mr3_reward.judge", "mr3_reward.judging",
+             "mr3_reward.backends.transformers"]
+PAIRWISE = POINTWISE[:2] + ["mr3_reward.debias"] + POINTWISE[2:]  # both orders, judged in one call
+BUDGET = {"thinking_budget": 8}
+CONSTRAINED = {"thinking_budget": 8, "verdict": "constrained", "explanation_tokens": 8}
 MAX_MODULES = 6
 
 
@@ -42,24 +45,26 @@ def _chain() -> list[str]:
     return chain
 
 
-@pytest.mark.parametrize("options, expected", [
-    ({}, FREE),
-    ({"thinking_budget": 8}, PHASED),
-    ({"thinking_budget": 8, "verdict": "constrained", "explanation_tokens": 8}, PHASED),
-], ids=["free", "budget", "budget-constrained"])
-def test_a_reward_call_reaches_the_engine_through_at_most_six_modules(backend, options, expected):
-    reward = MR3Reward(model="tiny-random", backend=backend, mode="pointwise", cache=None, max_tokens=16,
-                       max_retries=0, **options)
+@pytest.mark.parametrize("mode, options, expected", [
+    ("pointwise", {}, POINTWISE),
+    ("pointwise", BUDGET, POINTWISE),
+    ("pointwise", CONSTRAINED, POINTWISE),
+    ("reference", {}, PAIRWISE),
+    ("reference", CONSTRAINED, PAIRWISE),
+], ids=["pointwise", "pointwise-budget", "pointwise-constrained", "reference", "reference-constrained"])
+def test_a_reward_call_reaches_the_engine_through_at_most_six_modules(backend, mode, options, expected):
+    reward = MR3Reward(model="tiny-random", backend=backend, mode=mode, cache=None, max_tokens=16, max_retries=0,
+                       **options)
     chains: list[list[str]] = []
     hook = backend.model.register_forward_pre_hook(lambda module, args: chains.append(_chain()))
     try:
-        rewards = reward(prompts=["What is 2+2?", "Name a colour."], completions=["4", "Blue."])
+        rewards = reward(prompts=["What is 2+2?", "Name a colour."], completions=["4", "Blue."],
+                         reference=["4", "Red."])
     finally:
         hook.remove()
     assert len(rewards) == 2
     if options.get("verdict") == "constrained":
         assert all(isinstance(r, float) for r in rewards)  # a verdict for every row: the engine really ran
     assert chains, "the model never ran"
-    distinct = {tuple(c) for c in chains}
-    assert distinct == {tuple(expected)}, distinct
+    assert {tuple(c) for c in chains} == {tuple(expected)}
     assert len(expected) <= MAX_MODULES

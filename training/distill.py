@@ -30,7 +30,7 @@ checkpoints). What the judge does, the traces do:
 - **Budgets.** Distillation is unbudgeted by default: the teacher's full traces are the training data.
   ``teacher.sampling`` may set ``thinking_budget`` and ``verdict`` (`mr3_reward.phases`); they are part of
   the teacher's sampling, and so of the stage's digest. A budgeted shard takes one engine call per phase
-  and sample (`mr3_reward.phases.generate` runs each distinct sampling, so each seed, on its own).
+  and sample (`mr3_reward.phases.plan` runs each distinct sampling, so each seed, on its own).
 
 Work is checkpointed per shard of rows (`training.store.run_sharded`): a killed run resumes at the next
 unfinished shard and never asks the teacher again for a finished one.

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from mr3_reward.backends.base import Generation, GenerationRequest
-from mr3_reward.phases import generate as run_generation
+from mr3_reward.judging import engine_round
 from mr3_reward.phases import needs_phases
 from mr3_reward.backends.ray_pool.config import PoolConfig, _ray
 from mr3_reward.backends.registry import load_object, make_backend
@@ -74,9 +74,7 @@ class Replica:
             self.busy_since = time.time()
             try:
                 # Budgeted and constrained requests run their phases here, each one call on this engine.
-                gens = run_generation(self.backend, [self._capped(r) for r in flat])
-                if len(gens) != len(flat):
-                    raise RuntimeError(f"engine returned {len(gens)} generations for {len(flat)} requests")
+                gens = engine_round(self.backend, [self._capped(r) for r in flat])
             except Exception as exc:  # the whole call failed: every waiting chunk gets the error
                 for _, slot in batch:
                     slot["error"] = exc
