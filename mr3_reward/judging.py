@@ -17,7 +17,7 @@ from mr3_reward.backends.base import Generation, GenerationRequest, RunsPhases
 from mr3_reward.parsing import parse_judgment
 from mr3_reward.phases import engine_problem, needs_phases, plan
 from mr3_reward.templates import RenderedPrompt
-from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling, built
+from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
 
 if TYPE_CHECKING:
     from mr3_reward.judge import Judge
@@ -219,7 +219,7 @@ def _generate(backend: Any, items: list[_Item], progress: Callable[[int], None] 
             sampling = samplings.get(id(it.judge))
             if sampling is None:
                 sampling = samplings[id(it.judge)] = _attempt_sampling(it.judge.sampling, attempt)
-            req = built(GenerationRequest, it.rendered.prompt, sampling, it.rendered.labels, (), None, it.language)
+            req = GenerationRequest(it.rendered.prompt, sampling, it.rendered.labels, (), None, it.language)
             slot = slot_of.get(req) if merge and sampling.seed is not None else None
             if slot is None:
                 slot = len(sent)

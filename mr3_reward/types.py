@@ -11,16 +11,15 @@ import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, TypeVar
+from typing import Any
 
 from mr3_reward.judgment import Judgment
 
 __all__ = [
     "SEED_LIMIT", "THINK_CLOSE", "THINK_OPEN", "VERDICTS", "Failure", "JudgeRequest", "Judgment", "Rubric",
-    "Sampling", "TaskKind", "built", "label_problem",
+    "Sampling", "TaskKind", "label_problem",
 ]
 
-_T = TypeVar("_T")
 
 # mR3 reasons between these tags; the answer follows the closing one.
 THINK_OPEN = "<think>"
@@ -294,23 +293,6 @@ class JudgeRequest:
                 problems.append(problem)
         if problems:
             raise ValueError("invalid JudgeRequest: " + "; ".join(problems))
-
-
-def built(cls: type[_T], *values: Any) -> _T:
-    """``cls(*values)`` for a frozen dataclass made once per judgment on the hot path (a prompt, a request):
-    the same object, without the generated ``__init__``'s ``object.__setattr__`` per field. Every field
-    is given, in order; only for dataclasses without ``__post_init__`` or slots.
-
-    >>> @dataclass(frozen=True)
-    ... class Point:
-    ...     x: int
-    ...     y: int
-    >>> built(Point, 1, 2) == Point(1, 2)
-    True
-    """
-    obj = object.__new__(cls)
-    obj.__dict__.update(zip(cls.__dataclass_fields__, values, strict=True))
-    return obj
 
 
 def _is_number(text: str) -> bool:

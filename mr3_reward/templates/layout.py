@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mr3_reward.backends.base import ChatPrompt
-from mr3_reward.types import THINK_OPEN, built
+from mr3_reward.types import THINK_OPEN
 
 _INDENT = "    "
 
@@ -77,5 +77,5 @@ def render_messages(
     >>> render_messages("S.", texts, PAIR, [("Input", "2+2?")], force_thinking=False).user
     '# Input\\n    2+2?\\n\\n    # Your Response\\n    '
     """
-    return built(ChatPrompt, system, render_user(texts.tags, layout, sections),
-                 THINK_OPEN + texts.forcing if force_thinking else THINK_OPEN)
+    prefix = THINK_OPEN + texts.forcing if force_thinking else THINK_OPEN
+    return ChatPrompt(system, render_user(texts.tags, layout, sections), prefix)

@@ -17,7 +17,7 @@ from mr3_reward.templates.modes import LanguageMode
 from mr3_reward.templates.neutralization import BASE_HEADER_KEYS, neutralize
 from mr3_reward.templates.packs import FAMILIES, RubricPack
 from mr3_reward.templates.variants import choose_frozen
-from mr3_reward.types import JudgeRequest, Rubric, TaskKind, built
+from mr3_reward.types import JudgeRequest, Rubric, TaskKind
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ class Renderer:
                     sections[i] = (header, value)
                     neutralized += n
         prompt = render_messages(system, tpl.texts, tpl.layout, sections, force_thinking=self._tgt_thinking)
-        return built(RenderedPrompt, prompt, labels, neutralized, False, None)
+        return RenderedPrompt(prompt, labels, neutralized)
 
     def render_within(self, request: JudgeRequest, max_tokens: int, count: Callable[[ChatPrompt], int]) -> RenderedPrompt:
         """`render`, with the responses cut when the prompt would take more than ``max_tokens`` tokens by
