@@ -130,8 +130,9 @@ class EngineCall:
 
 
 # A plan yields engine calls, is sent each call's answer (a list, one entry per argument) and returns the
-# generations.
+# generations; a step of it returns nothing (it updates the items it was given).
 Plan = Generator[EngineCall, list, list[Generation]]
+Step = Generator[EngineCall, list, None]
 
 
 def engine_problem(backend: object, requests: Sequence[GenerationRequest]) -> str | None:
@@ -187,7 +188,7 @@ def _phased(requests: Sequence[GenerationRequest], sampling: Sampling) -> Plan:
     ]
 
 
-def _reason(items: list[_Item], sampling: Sampling) -> Plan:
+def _reason(items: list[_Item], sampling: Sampling) -> Step:
     budget = min(sampling.thinking_budget or sampling.max_tokens, sampling.max_tokens)
     think = _one_phase(sampling, budget)
     gens = yield EngineCall("generate", [GenerationRequest(it.prompt, think, it.labels, stop=(THINK_CLOSE,))
@@ -213,7 +214,7 @@ def _one_phase(sampling: Sampling, max_tokens: int) -> Sampling:
     return sampling.with_(max_tokens=max_tokens, thinking_budget=None, verdict="free")
 
 
-def _answer(items: list[_Item], sampling: Sampling) -> Plan:
+def _answer(items: list[_Item], sampling: Sampling) -> Step:
     reqs = [GenerationRequest(it.continued(""), _one_phase(sampling, max(1, sampling.max_tokens - it.thinking_tokens)),
                               it.labels) for it in items]
     for it, gen in zip(items, (yield EngineCall("generate", reqs)) if reqs else []):
@@ -226,7 +227,7 @@ def _answer(items: list[_Item], sampling: Sampling) -> Plan:
             it.label_logprobs = dict(gen.label_logprobs) if gen.label_logprobs else None
 
 
-def _explain(items: list[_Item], sampling: Sampling) -> Plan:
+def _explain(items: list[_Item], sampling: Sampling) -> Step:
     capped = _one_phase(sampling, sampling.explanation_tokens)
     reqs = [GenerationRequest(it.continued(EXPLANATION_OPEN), capped, it.labels, regex=EXPLANATION_REGEX)
             for it in items]
@@ -241,7 +242,7 @@ def _explain(items: list[_Item], sampling: Sampling) -> Plan:
         it.text += EXPLANATION_OPEN + "".join(ch for ch in body if ch != "\\" and ord(ch) >= 0x20)
 
 
-def _score(items: list[_Item], sampling: Sampling) -> Plan:
+def _score(items: list[_Item], sampling: Sampling) -> Step:
     pairs = [(it.continued(SCORE_OPEN), _score_text(label)) for it in items for label in it.labels]
     scores = (yield EngineCall("score_continuations", pairs)) if pairs else []
     at = 0

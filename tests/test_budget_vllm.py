@@ -136,7 +136,10 @@ class TestInProcess:
             judgments = judge.judge(REQUESTS)
         check_budgeted(judgments, REQUESTS, judge, engine.tokenizer, BUDGET)
         assert phases.calls == expected_phases(judge)
-        assert sizes == [n for _, n in phases.calls]  # every call of the backend was one LLM.generate
+        assert len(sizes) == len(phases.calls)  # every call of the backend was one LLM.generate
+        assert sizes[:2] == [n for _, n in phases.calls[:2]]  # a generate phase: each item one prompt of it
+        # The scoring call asks each label token after its prefix; the labels of a request share the prompt.
+        assert sizes[2] > len(REQUESTS)
         # Some reasoning ran into the budget and was closed for the judge; a constrained answer is its JSON.
         assert any(sentence in j.raw for j in judgments for sentence in CLOSING_SENTENCES.values())
         assert all(j.raw.rstrip().endswith("}") and THINK_CLOSE in j.raw for j in judgments)

@@ -20,9 +20,10 @@ Why these choices:
   else runs.
 * **Phases through vLLM's own features** (`mr3_reward.phases`): stop strings are kept in the text
   (``include_stop_str_in_output``), a request's regular expression is decoded by vLLM's structured outputs
-  (``StructuredOutputsParams(regex=...)``), and `score_continuations` reads the continuation's log-probabilities
-  from ``prompt_logprobs``, all of a call's items in one ``generate``. vLLM does not read the prefix cache for
-  requests with ``prompt_logprobs``: scoring recomputes each prompt (once per label).
+  (``StructuredOutputsParams(regex=...)``), and `score_continuations` asks each continuation token as the
+  next token after its prefix (one-token generations with ``logprob_token_ids``), all of a call's items in
+  one ``generate``. Those prefixes share the prompt, which the prefix cache computes once (``prompt_logprobs``,
+  the other way to read them, bypasses the prefix cache and recomputed each prompt once per label).
 * **The engine dies with us.** vLLM's engine core and worker processes outlive a SIGKILLed parent; a
   `Lifeline` watchdog, started before the engine, ends them when this process is gone.
 
@@ -51,7 +52,7 @@ from typing import Any
 from mr3_reward.backends.base import ChatPrompt, Generation, GenerationRequest
 from mr3_reward.backends.hf import context_problem, continuation_ids, encode, engine_error
 from mr3_reward.backends.lifeline import Lifeline
-from mr3_reward.backends.vllm_outputs import continuation_logprob, to_generation
+from mr3_reward.backends.vllm_outputs import next_token_questions, summed_answers, to_generation
 from mr3_reward.backends.vllm_server import EngineStartError, VLLMServer, on_cpu
 from mr3_reward.models import resolve
 
@@ -212,8 +213,9 @@ class VLLMBackend:
 
     def score_continuations(self, items: Sequence[tuple[ChatPrompt, str]]) -> list[float | None]:
         """For each ``(prompt, continuation)``, the log-probability of the continuation's tokens (tokenized alone)
-        after the prompt (encoded as `generate` does it), summed, from vLLM's ``prompt_logprobs``; all items in
-        one engine call (`Constrains`). None for an item that does not fit the context or failed."""
+        after the prompt (encoded as `generate` does it), summed, in one engine call (`Constrains`): one token
+        generated per distinct prefix, reporting the tokens asked after it (`next_token_questions`); the
+        prefixes share the prompt, computed once by prefix caching. None where it does not fit or failed."""
         scores: list[float | None] = [None] * len(items)
         todo = []
         for i, built in enumerate(continuation_ids(self.tokenizer, items)):
@@ -221,14 +223,19 @@ class VLLMBackend:
                 todo.append((i, *built))
         if not todo:
             return scores
-        # One token is generated (vLLM needs one); prompt_logprobs=0: the log-probability of each prompt token.
-        params = self._params[0](max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
+        rows = [(ids, start) for _, ids, start in todo]
+        questions = next_token_questions(rows)
+        new = self._params[0]
+        params = [new(max_tokens=1, temperature=0.0, logprob_token_ids=asked, detokenize=False)
+                  for asked in questions.values()]
         try:
-            outputs = self._run([self._TokensPrompt(prompt_token_ids=ids) for _, ids, _ in todo], params)
+            outputs = self._run([self._TokensPrompt(prompt_token_ids=list(p)) for p in questions], params)
         except Exception:  # the engine failed: no item was scored
             return scores
-        for (i, ids, start), output in zip(todo, outputs):
-            scores[i] = continuation_logprob(output.prompt_logprobs, ids, start)
+        answers = {prefix: {t: lp.logprob for t, lp in (out.outputs[0].logprobs or [{}])[0].items()}
+                   for prefix, out in zip(questions, outputs) if out.outputs}
+        for (i, _, _), score in zip(todo, summed_answers(rows, answers)):
+            scores[i] = score
         return scores
 
     def _run(self, prompts: list[Any], params: Any) -> list[Any]:

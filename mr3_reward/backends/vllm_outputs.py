@@ -15,7 +15,7 @@ from mr3_reward.backends.hf import engine_error
 from mr3_reward.backends.label_logprobs import MAX_TAIL_TOKENS, label_logprobs, request_labels
 from mr3_reward.types import THINK_CLOSE
 
-__all__ = ["continuation_logprob", "to_generation"]
+__all__ = ["continuation_logprob", "next_token_questions", "summed_answers", "to_generation"]
 
 
 def to_generation(output: Any, request: GenerationRequest, with_logprobs: bool) -> Generation:
@@ -79,3 +79,41 @@ def continuation_logprob(prompt_logprobs: Sequence[Any] | None, ids: Sequence[in
             return None
         total += entry["logprob"] if isinstance(entry, Mapping) else entry.logprob
     return total
+
+
+def next_token_questions(rows: Sequence[tuple[Sequence[int], int]]) -> dict[tuple[int, ...], list[int]]:
+    """What scoring ``(ids, start)`` rows asks an engine that reports chosen tokens' log-probabilities of its
+    next token: for every continuation token ``ids[k]`` (``k >= start``), its prefix ``ids[:k]`` and the tokens
+    asked after it. Rows with the same prompt share prefixes (each rubric label continues the same prompt, and
+    labels share their first tokens), so each distinct prefix is asked once, for every token wanted after it.
+
+    >>> next_token_questions([([1, 2, 7, 9], 2), ([1, 2, 7, 8], 2)])
+    {(1, 2): [7], (1, 2, 7): [8, 9]}
+    """
+    asked: dict[tuple[int, ...], set[int]] = {}
+    for ids, start in rows:
+        for k in range(start, len(ids)):
+            asked.setdefault(tuple(ids[:k]), set()).add(ids[k])
+    return {prefix: sorted(tokens) for prefix, tokens in asked.items()}
+
+
+def summed_answers(rows: Sequence[tuple[Sequence[int], int]],
+                   answers: Mapping[tuple[int, ...], Mapping[int, float]]) -> list[float | None]:
+    """Each row's continuation log-probability, summed over its tokens, from the answers to
+    `next_token_questions` (prefix -> token -> log-probability); None where one is missing.
+
+    >>> summed_answers([([1, 2, 7, 9], 2)], {(1, 2): {7: -0.5}, (1, 2, 7): {8: -2.0, 9: -1.0}})
+    [-1.5]
+    """
+    out: list[float | None] = []
+    for ids, start in rows:
+        total: float | None = 0.0
+        for k in range(start, len(ids)):
+            lp = answers.get(tuple(ids[:k]), {}).get(ids[k])
+            if lp is None:
+                total = None
+                break
+            total += lp
+        out.append(total)
+    return out
+

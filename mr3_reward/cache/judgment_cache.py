@@ -183,7 +183,7 @@ class JudgmentCache:
         encoded: dict[str, str] = {}
         encode = _RECORD_ENCODER.encode
         for key, record in records.items():
-            if type(key) is not str and not isinstance(key, str):
+            if not isinstance(key, str):
                 raise TypeError(f"cache keys must be strings, got {type(key).__name__}")
             if type(record) is not dict:
                 if not isinstance(record, Mapping):
