@@ -68,8 +68,9 @@ class Judgment:
 
     @classmethod
     def of(cls, **values: Any) -> Judgment:
-        """``Judgment(**values)`` for the hot path: the same object, built without the frozen ``__init__``'s
-        per-field setting (a Judgment has nothing to check on construction). Unknown names are refused."""
+        """``Judgment(**values)`` for the hot path (``score`` defaults to None here): the same object, built
+        without the frozen ``__init__``'s per-field setting (a Judgment has nothing to check on construction).
+        Unknown names are refused."""
         values.setdefault("meta", {})  # a fresh dict per judgment, as the dataclass default gives
         return _BLANK._copy(values)
 

@@ -144,6 +144,30 @@ def test_round_trip_and_persistence(tmp_path):
         assert again.get(key) == _judgment(1).to_dict()
 
 
+def test_compact_records_leave_out_defaults_and_read_back_equal(tmp_path):
+    # What the judge stores: fields at their defaults are left out, and reading fills them back in.
+    plain = Judgment(score="Assistant A", raw="r</think>{}", prompt_tokens=3, completion_tokens=2,
+                     meta={"parsed_with": "json"})
+    assert set(plain.to_record()) == {"score", "raw", "prompt_tokens", "completion_tokens", "meta"}
+    full = Judgment(score=None, failure="bad_json", explanation="e", reasoning="why", raw="x", attempts=3,
+                    neutralized_lines=2, truncated_input=True, label_probs={"true": 0.25, "false": 0.75})
+    assert set(full.to_record()) == set(full.to_dict()) - {"meta"}  # an empty meta is left out too
+    zero = Judgment(score="1", attempts=0)  # 0 is not the default 1, and False-like values are not 0
+    assert zero.to_record()["attempts"] == 0
+    with JudgmentCache(tmp_path / "c.sqlite") as c:
+        for i, j in enumerate((plain, full, zero)):
+            c.put(f"k{i}", j.to_record())
+    with JudgmentCache(tmp_path / "c.sqlite") as fresh:  # from the file, not the LRU
+        for i, j in enumerate((plain, full, zero)):
+            back = Judgment.from_dict(fresh.get(f"k{i}"))
+            assert back.to_dict() == j.to_dict()
+    record = plain.to_record()
+    record["meta"]["x"] = 1  # a record never aliases the judgment
+    assert "x" not in plain.meta
+    # Records written in full (before compact records) still read back.
+    assert Judgment.from_dict(json.loads(json.dumps(full.to_dict()))).to_dict() == full.to_dict()
+
+
 def test_lru_serves_repeats_without_touching_sqlite(tmp_path):
     path = tmp_path / "c.sqlite"
     c = JudgmentCache(path)
