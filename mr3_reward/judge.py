@@ -7,8 +7,8 @@ requests; the judging loop it runs is `mr3_reward.judging.judge_together`.
 from __future__ import annotations
 
 import dataclasses
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,19 @@ from mr3_reward.types import JudgeRequest, Judgment, Sampling
 DEFAULT_MAX_INPUT_TOKENS = 16384
 RECENT_REQUESTS = 4096
 RECENT_SYSTEMS = 1024
+
+
+class Prepared:
+    """One request as the judging loop needs it: its rendered prompt and cache key, and its judgment once the
+    cache holds it (a judge with a cache keeps this for recent requests, so a repeated one skips rendering,
+    keying and the lookup)."""
+
+    __slots__ = ("rendered", "key", "judgment")
+
+    def __init__(self) -> None:
+        self.rendered: RenderedPrompt | None = None
+        self.key = ""
+        self.judgment: Judgment | None = None
 
 
 def open_cache(cache: str | Path | JudgmentCache | None) -> JudgmentCache | None:
@@ -89,10 +102,6 @@ class Judge:
         if problems:
             raise ConfigError("invalid Judge: " + "; ".join(problems))
         self._config_digest: str | None = None
-        # request -> (rendered, key) for recent requests: a repeated batch (a warm cache) skips rendering.
-        self._recent: OrderedDict[JudgeRequest, tuple[RenderedPrompt, str]] = OrderedDict()
-        # key -> a recent cached judgment, as a cache hit returns it: a repeated batch skips decoding records.
-        self._remembered: OrderedDict[str, Judgment] = OrderedDict()
         self.sampling = (sampling or Sampling()).with_(**sampling_overrides)
         self.backend: Backend | None = None if backend is None else make_backend(backend, model, **(backend_options or {}))
         self.model_id = model if self.backend is None else self.backend.model_id
@@ -122,8 +131,8 @@ class Judge:
         self._sampling = value
         self._config_digest = None
         self._key_states: dict[str, Any] = {}  # system message -> hash state after the config digest and it
-        self._recent = OrderedDict()  # the input limit and the keys follow the sampling
-        self._remembered = OrderedDict()
+        # request -> `Prepared` for recent requests, oldest first (the input limit and keys follow the sampling).
+        self._recent: dict[JudgeRequest, Prepared] = {}
 
     @property
     def engine_info(self) -> EngineInfo | None:
@@ -184,39 +193,22 @@ class Judge:
             state = self._key_states[p.system] = digest_state(self._config_digest, p.system)
         return digest_parts(p.user, p.prefix, *rendered.labels, after=state)
 
-    def prepare(self, request: JudgeRequest) -> tuple[RenderedPrompt, str]:
-        """``request``'s rendered prompt (`render`) and its cache key (`key`), remembered for recent requests
-        so a repeated batch (a warm cache) skips rendering."""
-        hit = self._recent.get(request)
-        if hit is None:
-            rendered = self.render(request)
-            hit = self._recent[request] = (rendered, self._key(rendered))
-            if len(self._recent) > RECENT_REQUESTS:
-                self._recent.popitem(last=False)
-        return hit
-
-    def recall(self, keys: Iterable[str]) -> dict[str, Judgment]:
-        """The cached judgments of recent calls among ``keys`` (``meta["cached"]`` set), without a lookup; only
-        a judge with a cache remembers (without one, every call judges anew)."""
-        if self.cache is None or not self._remembered:
-            return {}
-        remembered = self._remembered
-        found = {}
-        for k in keys:
-            j = remembered.get(k)
-            if j is not None:
-                if not j.meta.get("cached"):  # marked as a cache hit once, when first recalled
-                    j = remembered[k] = j.with_(meta={**j.meta, "cached": True})
-                found[k] = j
-        return found
-
-    def remember(self, judgments: Mapping[str, Judgment]) -> None:
-        """Keep judgments that are in the cache (by key) for `recall`, which returns them as cache hits."""
-        if self.cache is None:
-            return
-        self._remembered.update(judgments)
-        while len(self._remembered) > RECENT_REQUESTS:
-            self._remembered.popitem(last=False)
+    def prepare_many(self, requests: Sequence[JudgeRequest]) -> list[Prepared]:
+        """Each request's rendered prompt (`render`) and cache key (`key`), as a `Prepared`. The last
+        `RECENT_REQUESTS` or more are kept, so a repeated batch (a warm cache) skips rendering and keying."""
+        recent, out = self._recent, []
+        limit, count, render = self.input_limit, self._count_tokens, self.renderer.render_within
+        for request in requests:
+            fresh = Prepared()
+            entry = recent.setdefault(request, fresh)  # one hash of the request, hit or miss
+            if entry is fresh:
+                entry.rendered = render(request, limit, count)
+                entry.key = self._key(entry.rendered)
+            out.append(entry)
+        if len(recent) > RECENT_REQUESTS + RECENT_REQUESTS // 4:  # trimmed in bulk: cheaper than one by one
+            for old in list(islice(recent, len(recent) - RECENT_REQUESTS)):
+                del recent[old]
+        return out
 
     def judge(
         self,

@@ -20,7 +20,7 @@ from mr3_reward.templates import RenderedPrompt
 from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
 
 if TYPE_CHECKING:
-    from mr3_reward.judge import Judge
+    from mr3_reward.judge import Judge, Prepared
 
 __all__ = ["engine_round", "judge_together", "judgment_from_generation", "label_probs"]
 
@@ -109,6 +109,7 @@ class _Part:
     """One judge's share of a call: its requests' keys, what the cache held, and the items it generates."""
 
     judge: Judge
+    prepared: list[Prepared]  # per request
     keys: tuple[str, ...]
     found: Mapping[str, Judgment]  # cache hits, as judgments
     first: dict[str, int] = field(default_factory=dict)  # key -> the index of the request that gets judged
@@ -178,19 +179,27 @@ def _checked(judge: Judge, requests: Any) -> list[JudgeRequest]:
 
 
 def _part(judge: Judge, requests: list[JudgeRequest]) -> _Part:
-    rendered, keys = zip(*map(judge.prepare, requests)) if requests else ((), ())
-    found: dict[str, Judgment] = judge.recall(keys)
-    wanted = [k for k in dict.fromkeys(keys) if k not in found]
-    if judge.cache is not None and wanted:
-        for k, record in judge.cache.get_many(wanted).items():
-            found[k] = Judgment.from_dict({**record, "meta": {**(record.get("meta") or {}), "cached": True}})
-    part = _Part(judge, keys, found)
+    prepared = judge.prepare_many(requests)
+    keys = tuple(p.key for p in prepared)
+    found: dict[str, Judgment] = {}
+    if judge.cache is not None:
+        for p in prepared:  # recent requests whose judgment is in the cache: no lookup
+            j = p.judgment
+            if j is not None:
+                if not j.meta.get("cached"):  # marked as a cache hit once, when first found here
+                    j = p.judgment = j.with_(meta={**j.meta, "cached": True})
+                found[p.key] = j
+        wanted = [k for k in dict.fromkeys(keys) if k not in found]
+        if wanted:
+            for k, record in judge.cache.get_many(wanted).items():
+                found[k] = Judgment.from_dict({**record, "meta": {**(record.get("meta") or {}), "cached": True}})
+    part = _Part(judge, prepared, keys, found)
     for i, k in enumerate(keys):
         if k not in found:
             part.first.setdefault(k, i)
     # The language the judge reasons in: the input's with target-language thinking, else English.
     tgt_thinking = judge.language_mode.tgt_thinking
-    part.items = [_Item(judge, rendered[i], requests[i].language if tgt_thinking else "en")
+    part.items = [_Item(judge, prepared[i].rendered, requests[i].language if tgt_thinking else "en")
                   for i in part.first.values()]
     return part
 
@@ -263,7 +272,9 @@ def _finish(part: _Part, progress: Callable[[int], None] | None) -> list[Judgmen
     if judge.cache is not None:
         stored = {k: j for k, j in by_key.items() if j.failure not in _NOT_CACHED}
         judge.cache.put_many({k: j.to_record() for k, j in stored.items()})
-        judge.remember({**found, **stored})
+        for p in part.prepared:  # what the cache holds now, for the next call with these requests
+            if p.judgment is None:
+                p.judgment = stored.get(p.key) or found.get(p.key)
     out = [found[k] if k in found else by_key[k] for k in keys]
     hits = sum(k in found for k in keys)
     if progress and len(keys) > len(part.first):  # cache hits and duplicates are done without the engine
