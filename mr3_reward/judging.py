@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mr3_reward.backends.base import Generation, GenerationRequest, RunsPhases
-from mr3_reward.parsing import parse_judgment
+from mr3_reward.parsing import read_judgment
 from mr3_reward.phases import engine_problem, needs_phases, plan
 from mr3_reward.templates import RenderedPrompt
 from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
@@ -33,11 +33,15 @@ def judgment_from_generation(gen: Generation, rendered: RenderedPrompt, **fields
     """One engine output -> a `Judgment`: an engine error becomes a typed failure, text is parsed against
     the rendered prompt's labels and prefix, and label log-probabilities are kept for soft rewards.
     ``fields`` (e.g. ``attempts``) are set on the judgment too."""
+    return _judgment_of(gen, rendered, fields)
+
+
+def _judgment_of(gen: Generation, rendered: RenderedPrompt, fields: dict[str, Any]) -> Judgment:
+    # `judgment_from_generation` with the fields as a dict, which parsing completes (`read_judgment`).
     if gen.finish_reason == "error":
         return Judgment.of(failure=Failure.ENGINE_ERROR.value, raw=gen.text,
                            meta={"error": gen.error or "unknown engine error"}, **fields)
-    j = parse_judgment(gen.text, rendered.labels, rendered.prompt.prefix, truncated=gen.finish_reason == "length",
-                       **fields)
+    j = read_judgment(gen.text, rendered.labels, rendered.prompt.prefix, gen.finish_reason == "length", fields)
     more: dict[str, Any] = {}
     if gen.thinking_tokens is not None:
         more["meta"] = {**j.meta, "thinking_tokens": gen.thinking_tokens}
@@ -259,10 +263,11 @@ def _record(it: _Item, gen: Generation, attempt: int) -> bool:
     """Keep ``gen`` as the item's judgment so far; True when it is final (judged, or out of retries)."""
     it.prompt_tokens += gen.prompt_tokens
     it.completion_tokens += gen.completion_tokens
-    it.result = j = judgment_from_generation(
-        gen, it.rendered, attempts=attempt + 1, prompt_tokens=it.prompt_tokens, completion_tokens=it.completion_tokens,
-        neutralized_lines=it.rendered.neutralized_lines, truncated_input=it.rendered.truncated_input,
-    )
+    rendered = it.rendered
+    it.result = j = _judgment_of(gen, rendered, {
+        "attempts": attempt + 1, "prompt_tokens": it.prompt_tokens, "completion_tokens": it.completion_tokens,
+        "neutralized_lines": rendered.neutralized_lines, "truncated_input": rendered.truncated_input,
+    })
     return j.ok or attempt >= it.judge.max_retries
 
 

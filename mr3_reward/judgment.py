@@ -74,6 +74,16 @@ class Judgment:
         values.setdefault("meta", {})  # a fresh dict per judgment, as the dataclass default gives
         return _BLANK._copy(values)
 
+    @staticmethod
+    def built(values: dict[str, Any]) -> Judgment:
+        """`of` for the package's hot path (parsing), which passes only field names and always ``meta``:
+        the names are not checked here."""
+        copy = object.__new__(Judgment)
+        fields = copy.__dict__
+        fields.update(_BLANK.__dict__)
+        fields.update(values)
+        return copy
+
     def with_(self, **changes: Any) -> Judgment:
         """A copy with ``changes`` (field names of `Judgment`), like `dataclasses.replace` but without its
         per-call field introspection and frozen-field setting: this runs once per judgment on the hot path,

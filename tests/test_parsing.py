@@ -390,3 +390,18 @@ def test_doctests_run():
 
 
 # Fuzzing (10k + 10k in CI, 100k under `slow`) and pathological inputs: tests/reliability/test_parser_fuzz.py
+
+
+@pytest.mark.parametrize("obj", [
+    {"explanation": "  A is right. ", "score": "Assistant A"},
+    {"score": 3, "explanation": "three"},
+    {"explanation": None, "score": "A"},
+    {"explanation": 7, "score": "A"},
+    {"explanation": "", "score": ["A"]},
+])
+def test_trained_answer_shape_reads_as_the_general_reading(obj):
+    # `_answer_in` reads an object of exactly the trained keys directly; another key sends the same object
+    # the general way (it changes nothing there), so both readings must agree.
+    from mr3_reward.parsing.objects import _answer_in
+
+    assert _answer_in(obj, "json") == _answer_in({**obj, "other": 1}, "json")

@@ -24,7 +24,7 @@ from mr3_reward.parsing.fallback import _BareValue
 from mr3_reward.parsing.labels import _coerce_labels, _match, normalize_label
 from mr3_reward.types import THINK_CLOSE, THINK_OPEN, Failure, Judgment, Rubric
 
-__all__ = ["parse_judgment", "normalize_label"]
+__all__ = ["parse_judgment", "normalize_label", "read_judgment"]
 
 # doctest.testmod(parsing) (tests/test_parsing.py) only collects objects defined in this module;
 # naming the re-exported function here keeps its examples in that run.
@@ -40,9 +40,12 @@ def _failed(text: str, truncated: bool, fields: dict[str, Any], failure: Failure
             **meta: Any) -> Judgment:
     """A judgment without a score; generation cut off by the token limit is the cause to report."""
     failure = Failure.TRUNCATED if truncated else failure
-    explanation = meta.pop("explanation", None)
-    return Judgment.of(failure=failure.value, explanation=explanation, reasoning=reasoning, raw=text, meta=meta,
-                       **fields)
+    fields["failure"] = failure.value
+    fields["explanation"] = meta.pop("explanation", None)
+    fields["reasoning"] = reasoning
+    fields["raw"] = text
+    fields["meta"] = meta
+    return Judgment.built(fields)
 
 
 def parse_judgment(
@@ -102,6 +105,13 @@ def parse_judgment(
     >>> parse_judgment("</think>{'score': 8}", [str(i) for i in range(1, 8)]).failure
     'label_not_in_rubric'
     """
+    return read_judgment(text, labels, prefix, truncated, fields)
+
+
+def read_judgment(text: str, labels: Sequence[str] | Rubric, prefix: str, truncated: bool,
+                  fields: dict[str, Any]) -> Judgment:
+    """`parse_judgment` with the other fields as a dict of its caller's, which it completes into the judgment
+    (the judging loop's per-judgment fields are then not repacked at every call)."""
     if not isinstance(text, str):
         raise TypeError(f"parse_judgment needs the generated text as a str; got {type(text).__name__}")
     label_tuple = _coerce_labels(labels)
@@ -155,5 +165,9 @@ def parse_judgment(
             raw_score=raw_value,
             parsed_with=found.parsed_with,
         )
-    return Judgment.of(score=score, explanation=found.explanation, reasoning=reasoning, raw=text,
-                       meta={"parsed_with": found.parsed_with}, **fields)
+    fields["score"] = score
+    fields["explanation"] = found.explanation
+    fields["reasoning"] = reasoning
+    fields["raw"] = text
+    fields["meta"] = {"parsed_with": found.parsed_with}
+    return Judgment.built(fields)

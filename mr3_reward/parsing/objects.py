@@ -57,8 +57,16 @@ def _explanation_of(holder: dict) -> str | None:
     return value.strip()
 
 
+# The answer as the models are trained to write it: exactly these two keys.
+_TRAINED_KEYS = frozenset({"explanation", "score"})
+
+
 def _answer_in(obj: dict, parsed_with: str) -> _Found | None:
     """The answer a parsed dict holds, or ``None`` when no ``score`` key is in it."""
+    if obj.keys() == _TRAINED_KEYS:  # the common case, read directly (what the general reading gives)
+        explanation = obj["explanation"]
+        if type(explanation) is str:
+            return _Found(obj["score"], explanation.strip(), parsed_with)
     holder = _score_holder(obj)
     if holder is None:
         return None
