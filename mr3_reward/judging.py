@@ -225,21 +225,13 @@ def _generate(backend: Any, items: list[_Item], progress: Callable[[int], None] 
     attempt = 0
     while pending:
         samplings: dict[int, Sampling] = {}
-        sent: list[GenerationRequest] = []
-        slot_of: dict[GenerationRequest, int] = {}
-        slots = []
+        asked = []
         for it in pending:
             sampling = samplings.get(id(it.judge))
             if sampling is None:
                 sampling = samplings[id(it.judge)] = _attempt_sampling(it.judge.sampling, attempt)
-            req = GenerationRequest(it.rendered.prompt, sampling, it.rendered.labels, (), None, it.language)
-            slot = slot_of.get(req) if merge and sampling.seed is not None else None
-            if slot is None:
-                slot = len(sent)
-                sent.append(req)
-                if merge and sampling.seed is not None:
-                    slot_of[req] = slot
-            slots.append(slot)
+            asked.append(GenerationRequest(it.rendered.prompt, sampling, it.rendered.labels, (), None, it.language))
+        sent, slots = _merged(asked) if merge else (asked, range(len(asked)))
         gens = engine_round(backend, sent)
         still = []
         for it, slot in zip(pending, slots):
@@ -250,6 +242,24 @@ def _generate(backend: Any, items: list[_Item], progress: Callable[[int], None] 
                 still.append(it)
         pending = still
         attempt += 1
+
+
+def _merged(asked: list[GenerationRequest]) -> tuple[list[GenerationRequest], list[int]]:
+    """Identical seeded requests (several judges asking the same: the same work) sent once: the requests
+    to send, and for each asked one the index of its answer. Unseeded ones are independent draws."""
+    sent: list[GenerationRequest] = []
+    slot_of: dict[GenerationRequest, int] = {}
+    slots = []
+    for req in asked:
+        seeded = req.sampling.seed is not None
+        slot = slot_of.get(req) if seeded else None
+        if slot is None:
+            slot = len(sent)
+            sent.append(req)
+            if seeded:
+                slot_of[req] = slot
+        slots.append(slot)
+    return sent, slots
 
 
 def _attempt_sampling(sampling: Sampling, attempt: int) -> Sampling:

@@ -53,12 +53,16 @@ class Judgment:
     def to_record(self) -> dict[str, Any]:
         """`to_dict` without the fields at their defaults: what the result cache stores (`from_dict` fills
         them back in), so each stored judgment is smaller to encode and to write."""
-        record = {k: v for k, v in self.__dict__.items() if _DEFAULTS.get(k, _KEPT) is not v}
-        del record["meta"]
-        if self.meta:
-            record["meta"] = dict(self.meta)  # copied: the record must not alias the judgment
-        if self.label_probs is not None:
-            record["label_probs"] = dict(self.label_probs)
+        record = self.__dict__.copy()
+        for name, default in _DEFAULT_ITEMS:
+            if record[name] is default:
+                del record[name]
+        meta = record.pop("meta")
+        if meta:
+            record["meta"] = dict(meta)  # the two mappings are copied: the record must not alias the judgment
+        label_probs = record.get("label_probs")
+        if label_probs is not None:
+            record["label_probs"] = dict(label_probs)
         return record
 
     @classmethod
@@ -106,6 +110,5 @@ _BLANK = Judgment(score=None)  # every field at its default, for `Judgment.of`
 # The defaults `to_record` leaves out, compared by identity (small ints, None, booleans, "" are singletons;
 # ``is`` keeps 0 and False apart; a value that is equal but not identical is merely written). An empty meta
 # is left out too.
-_KEPT = object()  # no field's value: what `to_record` compares fields without a default to
-_DEFAULTS = {"failure": None, "explanation": None, "reasoning": "", "attempts": 1, "neutralized_lines": 0,
-             "truncated_input": False, "label_probs": None}
+_DEFAULT_ITEMS = (("failure", None), ("explanation", None), ("reasoning", ""), ("attempts", 1),
+                  ("neutralized_lines", 0), ("truncated_input", False), ("label_probs", None))
