@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mr3_reward.backends.base import Generation, GenerationRequest, RunsPhases
+from mr3_reward.frozen import built
 from mr3_reward.parsing import read_judgment
 from mr3_reward.phases import engine_problem, needs_phases, plan
 from mr3_reward.templates import RenderedPrompt
@@ -230,7 +231,9 @@ def _generate(backend: Any, items: list[_Item], progress: Callable[[int], None] 
             sampling = samplings.get(id(it.judge))
             if sampling is None:
                 sampling = samplings[id(it.judge)] = _attempt_sampling(it.judge.sampling, attempt)
-            asked.append(GenerationRequest(it.rendered.prompt, sampling, it.rendered.labels, (), None, it.language))
+            asked.append(built(GenerationRequest, {"prompt": it.rendered.prompt, "sampling": sampling,
+                                                   "labels": it.rendered.labels, "stop": (), "regex": None,
+                                                   "thinking_language": it.language}))
         sent, slots = _merged(asked) if merge else (asked, range(len(asked)))
         gens = engine_round(backend, sent)
         still = []

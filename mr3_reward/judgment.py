@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from mr3_reward.frozen import built
+
 __all__ = ["Judgment"]
 
 
@@ -79,14 +81,10 @@ class Judgment:
         return _BLANK._copy(values)
 
     @staticmethod
-    def built(values: dict[str, Any]) -> Judgment:
+    def from_fields(values: dict[str, Any]) -> Judgment:
         """`of` for the package's hot path (parsing), which passes only field names and always ``meta``:
         the names are not checked here."""
-        copy = object.__new__(Judgment)
-        fields = copy.__dict__
-        fields.update(_BLANK.__dict__)
-        fields.update(values)
-        return copy
+        return built(Judgment, {**_BLANK.__dict__, **values})
 
     def with_(self, **changes: Any) -> Judgment:
         """A copy with ``changes`` (field names of `Judgment`), like `dataclasses.replace` but without its

@@ -164,3 +164,30 @@ def test_judges_sharing_an_engine_judge_together_one_engine_call_a_round():
         assert engine.items == items
     with pytest.raises(ValueError, match="share one backend"):
         judge_together([(Judge(backend=FakeBackend()), reqs(1)), (Judge(backend=FakeBackend()), reqs(1))])
+
+
+def test_objects_built_on_the_hot_path_are_whole_and_equal_to_their_constructors():
+    # The rendered prompt, the engine request and the judgment are built without their constructors
+    # (`mr3_reward.frozen.built`): each must hold exactly its class's fields and equal the constructed one.
+    import dataclasses
+
+    from mr3_reward.backends.base import GenerationRequest
+    from mr3_reward.templates import RenderedPrompt
+
+    seen = []
+
+    class Recording(FakeBackend):
+        def generate(self, requests):
+            seen.extend(requests)
+            return super().generate(requests)
+
+    judge = Judge(backend=Recording(), cache=":memory:")
+    request = JudgeRequest(task="pairwise", prompt="2+2?", responses=("4", "5"))
+    [judgment] = judge.judge([request])
+    rendered = judge.render(request)
+    for obj in (rendered, seen[0], judgment):
+        assert set(vars(obj)) == {f.name for f in dataclasses.fields(obj)}, type(obj).__name__
+    assert rendered == RenderedPrompt(rendered.prompt, rendered.labels, rendered.neutralized_lines)
+    assert seen[0] == GenerationRequest(rendered.prompt, judge.sampling, rendered.labels)
+    assert judgment == type(judgment)(**{f.name: getattr(judgment, f.name) for f in dataclasses.fields(judgment)})
+    assert judgment.ok and judgment.meta["parsed_with"]

@@ -45,7 +45,7 @@ def _failed(text: str, truncated: bool, fields: dict[str, Any], failure: Failure
     fields["reasoning"] = reasoning
     fields["raw"] = text
     fields["meta"] = meta
-    return Judgment.built(fields)
+    return Judgment.from_fields(fields)
 
 
 def parse_judgment(
@@ -170,4 +170,4 @@ def read_judgment(text: str, labels: Sequence[str] | Rubric, prefix: str, trunca
     fields["reasoning"] = reasoning
     fields["raw"] = text
     fields["meta"] = {"parsed_with": found.parsed_with}
-    return Judgment.built(fields)
+    return Judgment.from_fields(fields)

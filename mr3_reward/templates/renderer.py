@@ -10,6 +10,7 @@ from typing import Any
 
 import mr3_reward.templates as _package
 from mr3_reward.backends.base import ChatPrompt
+from mr3_reward.frozen import built
 from mr3_reward.templates.builtin import BUILTIN, DEFAULT_LABELS, EN_TAGS, verdict_description
 from mr3_reward.templates.fit import render_within
 from mr3_reward.templates.layout import Layout, Texts, render_messages, render_system
@@ -187,7 +188,8 @@ class Renderer:
                     sections[i] = (header, value)
                     neutralized += n
         prompt = render_messages(system, tpl.texts, tpl.layout, sections, force_thinking=self._tgt_thinking)
-        return RenderedPrompt(prompt, labels, neutralized)
+        return built(RenderedPrompt, {"prompt": prompt, "labels": labels, "neutralized_lines": neutralized,
+                                      "truncated_input": False, "input_problem": None})
 
     def render_within(self, request: JudgeRequest, max_tokens: int, count: Callable[[ChatPrompt], int]) -> RenderedPrompt:
         """`render`, with the responses cut when the prompt would take more than ``max_tokens`` tokens by
