@@ -14,7 +14,7 @@ from typing import Any
 
 from mr3_reward.backends.base import Backend, ChatPrompt, EngineInfo
 from mr3_reward.backends.registry import make_backend
-from mr3_reward.cache import JudgmentCache, cache_key, digest_parts, digest_state
+from mr3_reward.cache import JudgmentCache, cache_key, digest_bytes, digest_state
 from mr3_reward.errors import ConfigError
 from mr3_reward.judge_checks import constrained_problem, judge_problems
 # judgment_from_generation and label_probs moved with the loop to `mr3_reward.judging`; still importable here.
@@ -131,6 +131,7 @@ class Judge:
         self._sampling = value
         self._config_digest = None
         self._key_states: dict[str, Any] = {}  # system message -> hash state after the config digest and it
+        self._key_tails: dict[tuple, bytes] = {}  # (prefix, labels) -> their bytes, which end every key
         # request -> `Prepared` for recent requests, oldest first (the input limit and keys follow the sampling).
         self._recent: dict[JudgeRequest, Prepared] = {}
 
@@ -182,8 +183,9 @@ class Judge:
     def _key(self, rendered: RenderedPrompt) -> str:
         # The rendered bytes carry the rubric, language, responses and their order; the config digest
         # carries model, revision, template version, language mode and sampling (seed included).
+        # The key is digest_parts(config digest, system, user, prefix, *labels). Requests of one template share
+        # the leading parts, kept as a hash state, and the trailing ones, kept as their bytes.
         p = rendered.prompt
-        # Requests of one template share the config digest and the system message: their hash state is kept.
         state = self._key_states.get(p.system)
         if state is None:
             if self._config_digest is None:
@@ -191,7 +193,15 @@ class Judge:
             if len(self._key_states) >= RECENT_SYSTEMS:
                 self._key_states.clear()
             state = self._key_states[p.system] = digest_state(self._config_digest, p.system)
-        return digest_parts(p.user, p.prefix, *rendered.labels, after=state)
+        tail = self._key_tails.get((p.prefix, rendered.labels))
+        if tail is None:
+            if len(self._key_tails) >= RECENT_SYSTEMS:
+                self._key_tails.clear()
+            tail = self._key_tails[(p.prefix, rendered.labels)] = digest_bytes(p.prefix, *rendered.labels)
+        h = state.copy()
+        h.update(digest_bytes(p.user))
+        h.update(tail)
+        return h.hexdigest()
 
     def prepare_many(self, requests: Sequence[JudgeRequest]) -> list[Prepared]:
         """Each request's rendered prompt (`render`) and cache key (`key`), as a `Prepared`. The last

@@ -191,3 +191,20 @@ def test_objects_built_on_the_hot_path_are_whole_and_equal_to_their_constructors
     assert seen[0] == GenerationRequest(rendered.prompt, judge.sampling, rendered.labels)
     assert judgment == type(judgment)(**{f.name: getattr(judgment, f.name) for f in dataclasses.fields(judgment)})
     assert judgment.ok and judgment.meta["parsed_with"]
+
+
+def test_cache_keys_are_the_documented_digest_and_never_drift():
+    # A judge keys a request as digest_parts(config digest, system, user, prefix, *labels), however it
+    # computes that (it keeps the hash state of each system message and the bytes of each prefix and labels).
+    # The bytes hashed are pinned too: a change would orphan every existing cache file.
+    from mr3_reward.cache import cache_key, digest_parts
+
+    assert digest_parts("config", "ä", "<think>", "A") == "f8c523f6232a3f666a817479309196f1aeaf2b2c39d27caef441e10e3ded998c"
+    judge = Judge("m", backend=None)
+    requests = [JudgeRequest(task="pairwise", prompt=f"q{i}", responses=("a", "b"), id=str(i)) for i in range(6)]
+    requests.append(JudgeRequest(task="binary", prompt="lone \ud800 surrogate", responses=("x",)))
+    for request in requests * 2:  # the second time from the kept states
+        rendered = judge.render(request)
+        p = rendered.prompt
+        assert judge.key(rendered) == digest_parts(cache_key(judge.config_key()), p.system, p.user, p.prefix,
+                                                   *rendered.labels)

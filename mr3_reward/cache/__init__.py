@@ -22,7 +22,7 @@ that is the module to patch; the constants here are copies for reading.
 
 # digest_parts, digest_state and the constants are not in __all__ (as before) but stay importable from here.
 from mr3_reward.cache.judgment_cache import JudgmentCache
-from mr3_reward.cache.keys import cache_key, default_cache_path, digest_parts, digest_state
+from mr3_reward.cache.keys import cache_key, default_cache_path, digest_bytes, digest_parts, digest_state
 from mr3_reward.cache.store import (
     BUSY_TIMEOUT_S,
     DISK_RETRY_AFTER_S,

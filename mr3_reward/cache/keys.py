@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cache_key", "default_cache_path", "digest_parts", "digest_state"]
+__all__ = ["cache_key", "default_cache_path", "digest_bytes", "digest_parts", "digest_state"]
 
 
 def _canonical_default(obj: Any) -> Any:
@@ -93,20 +93,24 @@ def digest_parts(*parts: str, after: Any = None) -> str:
     >>> digest_parts("x", "y", after=digest_state("config")) == digest_parts("config", "x", "y")
     True
     """
-    return _feed(hashlib.sha256() if after is None else after.copy(), parts).hexdigest()
+    h = hashlib.sha256() if after is None else after.copy()
+    h.update(digest_bytes(*parts))
+    return h.hexdigest()
 
 
 def digest_state(*parts: str) -> Any:
     """The sha256 state after the leading ``parts`` of a `digest_parts` key (pass it as ``after=``)."""
-    return _feed(hashlib.sha256(), parts)
+    return hashlib.sha256(digest_bytes(*parts))
 
 
-def _feed(h: Any, parts: tuple[str, ...]) -> Any:
+def digest_bytes(*parts: str) -> bytes:
+    """What `digest_parts` hashes for ``parts``: each part's UTF-8 size (8 bytes, big-endian), then the part.
+    A caller whose keys end with the same parts keeps these bytes for them."""
+    out = []
     for part in parts:
         data = part.encode("utf-8", "surrogatepass")
-        h.update(len(data).to_bytes(8, "big"))
-        h.update(data)
-    return h
+        out += (len(data).to_bytes(8, "big"), data)
+    return b"".join(out)
 
 
 def default_cache_path() -> Path:

@@ -53,6 +53,12 @@ def _may_have_header(text: str) -> bool:
     """Whether ``text`` holds a '#' or a look-alike (substring tests run in C, far faster than a regex class)."""
     return "#" in text or (not text.isascii() and any(c in text for c in _OTHER_HASH_LIKE))
 
+
+def may_change(text: str) -> bool:
+    """Whether `neutralize` could change ``text`` at all (most user text has no '<', '#' or look-alike): a
+    caller with many texts skips the call for the rest."""
+    return "<" in text or _may_have_header(text)
+
 # English headers of the mR3 format and of our templates; packs add their localized ones.
 BASE_HEADERS = (
     "Instruction", "Evaluation Rubric", "Response Format", "Your Response", "Your Answer", "Input",

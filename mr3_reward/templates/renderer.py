@@ -15,7 +15,7 @@ from mr3_reward.templates.builtin import BUILTIN, DEFAULT_LABELS, EN_TAGS, verdi
 from mr3_reward.templates.fit import render_within
 from mr3_reward.templates.layout import Layout, Texts, render_messages, render_system
 from mr3_reward.templates.modes import LanguageMode
-from mr3_reward.templates.neutralization import BASE_HEADER_KEYS, neutralize
+from mr3_reward.templates.neutralization import BASE_HEADER_KEYS, may_change, neutralize
 from mr3_reward.templates.packs import FAMILIES, RubricPack
 from mr3_reward.templates.variants import choose_frozen
 from mr3_reward.types import JudgeRequest, Rubric, TaskKind
@@ -183,6 +183,8 @@ class Renderer:
         neutralized = 0
         if self.neutralize_headers:  # user text is data: escape what would read as the prompt's structure
             for i, (header, value) in enumerate(sections):
+                if not may_change(value):
+                    continue
                 value, n = neutralize(value, self._headers)
                 if n:
                     sections[i] = (header, value)
