@@ -7,7 +7,7 @@ requests; the judging loop it runs is `mr3_reward.judging.judge_together`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -30,16 +30,15 @@ RECENT_SYSTEMS = 1024
 
 
 class Prepared:
-    """One request as the judging loop needs it: its rendered prompt and cache key, and its judgment once the
-    cache holds it (a judge with a cache keeps this for recent requests, so a repeated one skips rendering,
-    keying and the lookup)."""
+    """One request as the judging loop needs it: its cache key, and its rendered prompt to judge it or, for a
+    recent request the cache holds, its judgment (`Judge.prepare_many`)."""
 
-    __slots__ = ("rendered", "key", "judgment")
+    __slots__ = ("key", "rendered", "judgment")
 
-    def __init__(self) -> None:
-        self.rendered: RenderedPrompt | None = None
-        self.key = ""
-        self.judgment: Judgment | None = None
+    def __init__(self, key: str, rendered: RenderedPrompt | None = None, judgment: Judgment | None = None) -> None:
+        self.key = key
+        self.rendered = rendered
+        self.judgment = judgment
 
 
 def open_cache(cache: str | Path | JudgmentCache | None) -> JudgmentCache | None:
@@ -204,21 +203,34 @@ class Judge:
         return h.hexdigest()
 
     def prepare_many(self, requests: Sequence[JudgeRequest]) -> list[Prepared]:
-        """Each request's rendered prompt (`render`) and cache key (`key`), as a `Prepared`. The last
-        `RECENT_REQUESTS` or more are kept, so a repeated batch (a warm cache) skips rendering and keying."""
-        recent, out = self._recent, []
+        """Each request's cache key (`key`) and rendered prompt (`render`), as a `Prepared`; a request of a
+        recent call whose judgment the cache holds (`remember`) comes with that judgment instead, without
+        rendering, keying or a lookup (a repeated batch: a warm cache)."""
+        recent = self._recent if self.cache is not None else {}
         limit, count, render = self.input_limit, self._count_tokens, self.renderer.render_within
+        out = []
         for request in requests:
-            fresh = Prepared()
-            entry = recent.setdefault(request, fresh)  # one hash of the request, hit or miss
-            if entry is fresh:
-                entry.rendered = render(request, limit, count)
-                entry.key = self._key(entry.rendered)
+            entry = recent.get(request)
+            if entry is None:
+                rendered = render(request, limit, count)
+                entry = Prepared(self._key(rendered), rendered)
             out.append(entry)
+        return out
+
+    def remember(self, requests: Sequence[JudgeRequest], prepared: Sequence[Prepared],
+                 cached: Mapping[str, Judgment]) -> None:
+        """Keep, for `prepare_many`, the judgments the cache now holds for these requests (``cached``, by
+        key): the last `RECENT_REQUESTS` or more requests, each with its key and judgment only (the rendered
+        prompts are not kept: many live objects make every garbage collection slower)."""
+        if self.cache is None:
+            return
+        recent = self._recent
+        for request, p in zip(requests, prepared):
+            if p.judgment is None and (j := cached.get(p.key)) is not None:
+                recent[request] = Prepared(p.key, None, j)
         if len(recent) > RECENT_REQUESTS + RECENT_REQUESTS // 4:  # trimmed in bulk: cheaper than one by one
             for old in list(islice(recent, len(recent) - RECENT_REQUESTS)):
                 del recent[old]
-        return out
 
     def judge(
         self,

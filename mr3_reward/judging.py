@@ -114,6 +114,7 @@ class _Part:
     """One judge's share of a call: its requests' keys, what the cache held, and the items it generates."""
 
     judge: Judge
+    requests: list[JudgeRequest]
     prepared: list[Prepared]  # per request
     keys: tuple[str, ...]
     found: Mapping[str, Judgment]  # cache hits, as judgments
@@ -185,7 +186,7 @@ def _checked(judge: Judge, requests: Any) -> list[JudgeRequest]:
 
 def _part(judge: Judge, requests: list[JudgeRequest]) -> _Part:
     prepared = judge.prepare_many(requests)
-    keys = tuple(p.key for p in prepared)
+    keys = tuple([p.key for p in prepared])
     found: dict[str, Judgment] = {}
     if judge.cache is not None:
         for p in prepared:  # recent requests whose judgment is in the cache: no lookup
@@ -198,7 +199,7 @@ def _part(judge: Judge, requests: list[JudgeRequest]) -> _Part:
         if wanted:
             for k, record in judge.cache.get_many(wanted).items():
                 found[k] = Judgment.from_dict({**record, "meta": {**(record.get("meta") or {}), "cached": True}})
-    part = _Part(judge, prepared, keys, found)
+    part = _Part(judge, requests, prepared, keys, found)
     for i, k in enumerate(keys):
         if k not in found:
             part.first.setdefault(k, i)
@@ -286,15 +287,14 @@ def _record(it: _Item, gen: Generation, attempt: int) -> bool:
 
 def _finish(part: _Part, progress: Callable[[int], None] | None) -> list[Judgment]:
     judge, keys, found = part.judge, part.keys, part.found
-    by_key = {k: it.result for k, it in zip(part.first, part.items)}
+    by_key = dict(zip(part.first, [it.result for it in part.items]))
     if judge.cache is not None:
         stored = {k: j for k, j in by_key.items() if j.failure not in _NOT_CACHED}
         judge.cache.put_many({k: j.to_record() for k, j in stored.items()})
-        for p in part.prepared:  # what the cache holds now, for the next call with these requests
-            if p.judgment is None:
-                p.judgment = stored.get(p.key) or found.get(p.key)
-    out = [found[k] if k in found else by_key[k] for k in keys]
-    hits = sum(k in found for k in keys)
+        judge.remember(part.requests, part.prepared, {**found, **stored})  # for the next call with them
+    results = {**found, **by_key}  # no key is in both
+    out = [results[k] for k in keys]
+    hits = sum(k in found for k in keys) if found else 0
     if progress and len(keys) > len(part.first):  # cache hits and duplicates are done without the engine
         progress(len(keys) - len(part.first))
     judge.last_stats = {

@@ -208,3 +208,23 @@ def test_cache_keys_are_the_documented_digest_and_never_drift():
         p = rendered.prompt
         assert judge.key(rendered) == digest_parts(cache_key(judge.config_key()), p.system, p.user, p.prefix,
                                                    *rendered.labels)
+
+
+def test_recent_requests_are_remembered_with_their_judgment_only_and_bounded(monkeypatch):
+    # A repeated request the cache holds is answered from the judge's memory (no render, no lookup), which
+    # keeps each request's key and judgment but not its rendered prompt, and at most about RECENT_REQUESTS.
+    import mr3_reward.judge as judge_module
+
+    monkeypatch.setattr(judge_module, "RECENT_REQUESTS", 8)
+    engine = FakeBackend()
+    judge = Judge(backend=engine, cache=":memory:")
+    requests = [JudgeRequest(task="binary", prompt=f"q{i}", responses=("a",)) for i in range(30)]
+    first = judge.judge(requests)
+    assert 8 <= len(judge._recent) <= 10
+    assert all(p.rendered is None and p.judgment is not None for p in judge._recent.values())
+    calls, rendered = engine.calls, []
+    monkeypatch.setattr(judge.renderer, "render_within", lambda *a: rendered.append(a) or pytest.fail("rendered"))
+    again = judge.judge(requests[-8:])
+    assert engine.calls == calls and not rendered
+    assert [j.score for j in again] == [j.score for j in first[-8:]] and all(j.meta["cached"] for j in again)
+    assert judge.last_stats["cache_hits"] == 8
