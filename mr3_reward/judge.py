@@ -131,8 +131,9 @@ class Judge:
         self._config_digest = None
         self._key_states: dict[str, Any] = {}  # system message -> hash state after the config digest and it
         self._key_tails: dict[tuple, bytes] = {}  # (prefix, labels) -> their bytes, which end every key
-        # request -> `Prepared` for recent requests, oldest first (the input limit and keys follow the sampling).
-        self._recent: dict[JudgeRequest, Prepared] = {}
+        # request -> (key, fields of its judgment as a cache hit), oldest first (`remember`; the input limit and
+        # the keys follow the sampling).
+        self._recent: dict[JudgeRequest, tuple[str, dict[str, Any]]] = {}
 
     @property
     def engine_info(self) -> EngineInfo | None:
@@ -210,24 +211,26 @@ class Judge:
         limit, count, render = self.input_limit, self._count_tokens, self.renderer.render_within
         out = []
         for request in requests:
-            entry = recent.get(request)
-            if entry is None:
+            hit = recent.get(request)
+            if hit is None:
                 rendered = render(request, limit, count)
-                entry = Prepared(self._key(rendered), rendered)
-            out.append(entry)
+                out.append(Prepared(self._key(rendered), rendered))
+            else:
+                out.append(Prepared(hit[0], None, Judgment.from_fields(hit[1])))
         return out
 
     def remember(self, requests: Sequence[JudgeRequest], prepared: Sequence[Prepared],
                  cached: Mapping[str, Judgment]) -> None:
         """Keep, for `prepare_many`, the judgments the cache now holds for these requests (``cached``, by
-        key): the last `RECENT_REQUESTS` or more requests, each with its key and judgment only (the rendered
-        prompts are not kept: many live objects make every garbage collection slower)."""
+        key), as cache hits: the last `RECENT_REQUESTS` or more requests, each with its key and its judgment's
+        fields, as few live objects as that takes (each is traversed again by every full garbage collection,
+        which with the rendered prompts and judgments kept was the largest part of the cold path)."""
         if self.cache is None:
             return
         recent = self._recent
         for request, p in zip(requests, prepared):
             if p.judgment is None and (j := cached.get(p.key)) is not None:
-                recent[request] = Prepared(p.key, None, j)
+                recent[request] = (p.key, {**j.__dict__, "meta": {**j.meta, "cached": True}})
         if len(recent) > RECENT_REQUESTS + RECENT_REQUESTS // 4:  # trimmed in bulk: cheaper than one by one
             for old in list(islice(recent, len(recent) - RECENT_REQUESTS)):
                 del recent[old]

@@ -190,11 +190,8 @@ def _part(judge: Judge, requests: list[JudgeRequest]) -> _Part:
     found: dict[str, Judgment] = {}
     if judge.cache is not None:
         for p in prepared:  # recent requests whose judgment is in the cache: no lookup
-            j = p.judgment
-            if j is not None:
-                if not j.meta.get("cached"):  # marked as a cache hit once, when first found here
-                    j = p.judgment = j.with_(meta={**j.meta, "cached": True})
-                found[p.key] = j
+            if p.judgment is not None:
+                found[p.key] = p.judgment
         wanted = [k for k in dict.fromkeys(keys) if k not in found]
         if wanted:
             for k, record in judge.cache.get_many(wanted).items():

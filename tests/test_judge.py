@@ -212,8 +212,10 @@ def test_cache_keys_are_the_documented_digest_and_never_drift():
 
 def test_recent_requests_are_remembered_with_their_judgment_only_and_bounded(monkeypatch):
     # A repeated request the cache holds is answered from the judge's memory (no render, no lookup), which
-    # keeps each request's key and judgment but not its rendered prompt, and at most about RECENT_REQUESTS.
+    # keeps each request's key and judgment fields but not its rendered prompt, and at most about
+    # RECENT_REQUESTS.
     import mr3_reward.judge as judge_module
+    from mr3_reward.templates import RenderedPrompt
 
     monkeypatch.setattr(judge_module, "RECENT_REQUESTS", 8)
     engine = FakeBackend()
@@ -221,7 +223,9 @@ def test_recent_requests_are_remembered_with_their_judgment_only_and_bounded(mon
     requests = [JudgeRequest(task="binary", prompt=f"q{i}", responses=("a",)) for i in range(30)]
     first = judge.judge(requests)
     assert 8 <= len(judge._recent) <= 10
-    assert all(p.rendered is None and p.judgment is not None for p in judge._recent.values())
+    for key, fields in judge._recent.values():
+        assert isinstance(key, str) and type(fields) is dict and fields["meta"]["cached"]
+        assert not any(isinstance(v, RenderedPrompt) for v in fields.values())
     calls, rendered = engine.calls, []
     monkeypatch.setattr(judge.renderer, "render_within", lambda *a: rendered.append(a) or pytest.fail("rendered"))
     again = judge.judge(requests[-8:])
