@@ -78,8 +78,12 @@ def _label_index(labels: tuple[str, ...]) -> _LabelIndex:
 
 
 def _coerce_labels(labels: Sequence[str] | Rubric) -> tuple[str, ...]:
-    if type(labels) is tuple and all(type(label) is str for label in labels):
-        return labels  # already what is asked for: a rendered prompt's labels
+    if type(labels) is tuple:
+        for label in labels:  # a loop, not all(<generator>): this runs once per judgment
+            if type(label) is not str:
+                break
+        else:
+            return labels  # already what is asked for: a rendered prompt's labels
     if isinstance(labels, Rubric):
         labels = labels.labels
     if isinstance(labels, str):
