@@ -53,12 +53,18 @@ class Judgment:
         return record
 
     def to_record(self) -> dict[str, Any]:
-        """`to_dict` without the fields at their defaults: what the result cache stores (`from_dict` fills
-        them back in), so each stored judgment is smaller to encode and to write."""
+        """`to_dict` without the fields at their defaults, and with the reasoning as its place in ``raw``
+        (``reasoning_at``: [start, end]) when ``raw`` holds it as written: what the result cache stores
+        (`from_dict` restores both), so each stored judgment is smaller to encode and to write. A judge's
+        reasoning is most of its output: written once instead of twice, the record is about half as big."""
         record = self.__dict__.copy()
         for name, default in _DEFAULT_ITEMS:
             if record[name] is default:
                 del record[name]
+        reasoning = record.get("reasoning")
+        if reasoning is not None and (start := self.raw.find(reasoning)) >= 0:
+            del record["reasoning"]
+            record["reasoning_at"] = [start, start + len(reasoning)]
         meta = record.pop("meta")
         if meta:
             record["meta"] = dict(meta)  # the two mappings are copied: the record must not alias the judgment
@@ -69,8 +75,16 @@ class Judgment:
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Judgment:
-        """The judgment of a `to_dict` or `to_record` record (names that are not fields are ignored)."""
-        return cls(**{k: v for k, v in record.items() if k in _JUDGMENT_FIELDS})
+        """The judgment of a `to_dict` or `to_record` record (names that are not fields are ignored; a
+        ``reasoning_at`` that does not fit ``raw`` leaves the reasoning empty)."""
+        fields = {k: v for k, v in record.items() if k in _JUDGMENT_FIELDS}
+        at = record.get("reasoning_at")
+        if at is not None and "reasoning" not in fields:
+            raw = fields.get("raw")
+            if (type(at) is list and len(at) == 2 and all(type(i) is int for i in at) and isinstance(raw, str)
+                    and 0 <= at[0] <= at[1] <= len(raw)):
+                fields["reasoning"] = raw[at[0]:at[1]]
+        return cls(**fields)
 
     @classmethod
     def of(cls, **values: Any) -> Judgment:

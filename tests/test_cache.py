@@ -168,6 +168,28 @@ def test_compact_records_leave_out_defaults_and_read_back_equal(tmp_path):
     assert Judgment.from_dict(json.loads(json.dumps(full.to_dict()))).to_dict() == full.to_dict()
 
 
+
+def test_compact_records_keep_the_reasoning_once(tmp_path):
+    # The reasoning is most of a judge's output and raw holds it as generated: a record keeps its place in
+    # raw instead of a second copy, and reads back the same judgment. A reasoning that raw does not hold as
+    # written (a forcing sentence from the prompt starts it) is kept as text.
+    thought = "Both answers are polite; A answers the question. " * 40
+    generated = Judgment(score="Assistant A", reasoning=thought.strip(), raw=f"\n{thought}</think>\n{{}}")
+    forced = Judgment(score="true", reasoning="Okay, I have to think. Fine.", raw=" Fine.</think>{}")
+    record = generated.to_record()
+    assert "reasoning" not in record and record["reasoning_at"][1] - record["reasoning_at"][0] == len(thought.strip())
+    assert len(json.dumps(record)) < len(json.dumps(generated.to_dict())) * 0.6
+    assert forced.to_record()["reasoning"] == forced.reasoning and "reasoning_at" not in forced.to_record()
+    with JudgmentCache(tmp_path / "c.sqlite") as c:
+        c.put_many({"a": generated.to_record(), "b": forced.to_record()})
+    with JudgmentCache(tmp_path / "c.sqlite", memory_items=0) as fresh:
+        assert Judgment.from_dict(fresh.get("a")).to_dict() == generated.to_dict()
+        assert Judgment.from_dict(fresh.get("b")).to_dict() == forced.to_dict()
+    # A place that does not fit raw (a damaged record) reads as no reasoning, never as an error.
+    for bad in ([5, 2], [0, 10**6], ["0", 3], [0], None, "0:3"):
+        assert Judgment.from_dict({**record, "reasoning_at": bad}).reasoning == ""
+
+
 def test_lru_serves_repeats_without_touching_sqlite(tmp_path):
     path = tmp_path / "c.sqlite"
     c = JudgmentCache(path)
