@@ -33,12 +33,14 @@ class Prepared:
     """One request as the judging loop needs it: its cache key, and its rendered prompt to judge it or, for a
     recent request the cache holds, its judgment (`Judge.prepare_many`)."""
 
-    __slots__ = ("key", "rendered", "judgment")
+    __slots__ = ("key", "rendered", "judgment", "slot")
 
-    def __init__(self, key: str, rendered: RenderedPrompt | None = None, judgment: Judgment | None = None) -> None:
+    def __init__(self, key: str, rendered: RenderedPrompt | None = None, judgment: Judgment | None = None,
+                 slot: list | None = None) -> None:
         self.key = key
         self.rendered = rendered
         self.judgment = judgment
+        self.slot = slot  # the judge's memory of this request, [key, fields], which `Judge.remember` fills
 
 
 def open_cache(cache: str | Path | JudgmentCache | None) -> JudgmentCache | None:
@@ -131,9 +133,9 @@ class Judge:
         self._config_digest = None
         self._key_states: dict[str, Any] = {}  # system message -> hash state after the config digest and it
         self._key_tails: dict[tuple, bytes] = {}  # (prefix, labels) -> their bytes, which end every key
-        # request -> (key, fields of its judgment as a cache hit), oldest first (`remember`; the input limit and
-        # the keys follow the sampling).
-        self._recent: dict[JudgeRequest, tuple[str, dict[str, Any]]] = {}
+        # request -> [key, fields of its judgment as a cache hit, or None before it is cached], oldest first
+        # (`prepare_many`, `remember`; the input limit and the keys follow the sampling).
+        self._recent: dict[JudgeRequest, list] = {}
 
     @property
     def engine_info(self) -> EngineInfo | None:
@@ -207,30 +209,32 @@ class Judge:
         """Each request's cache key (`key`) and rendered prompt (`render`), as a `Prepared`; a request of a
         recent call whose judgment the cache holds (`remember`) comes with that judgment instead, without
         rendering, keying or a lookup (a repeated batch: a warm cache)."""
-        recent = self._recent if self.cache is not None else {}
+        recent = self._recent if self.cache is not None else None
         limit, count, render = self.input_limit, self._count_tokens, self.renderer.render_within
         out = []
         for request in requests:
-            hit = recent.get(request)
-            if hit is None:
+            # The request's place in the memory, made on its first call (one hash of the request either way).
+            slot = [None, None] if recent is None else recent.setdefault(request, [None, None])
+            key, fields = slot
+            if fields is None:
                 rendered = render(request, limit, count)
-                out.append(Prepared(self._key(rendered), rendered))
+                key = slot[0] = self._key(rendered)
+                out.append(Prepared(key, rendered, None, slot))
             else:
-                out.append(Prepared(hit[0], None, Judgment.from_fields(hit[1])))
+                out.append(Prepared(key, None, Judgment.from_fields(fields)))
         return out
 
-    def remember(self, requests: Sequence[JudgeRequest], prepared: Sequence[Prepared],
-                 cached: Mapping[str, Judgment]) -> None:
+    def remember(self, prepared: Sequence[Prepared], cached: Mapping[str, Judgment]) -> None:
         """Keep, for `prepare_many`, the judgments the cache now holds for these requests (``cached``, by
         key), as cache hits: the last `RECENT_REQUESTS` or more requests, each with its key and its judgment's
         fields, as few live objects as that takes (each is traversed again by every full garbage collection,
         which with the rendered prompts and judgments kept was the largest part of the cold path)."""
         if self.cache is None:
             return
+        for p in prepared:
+            if p.slot is not None and (j := cached.get(p.key)) is not None:
+                p.slot[1] = {**j.__dict__, "meta": {**j.meta, "cached": True}}
         recent = self._recent
-        for request, p in zip(requests, prepared):
-            if p.judgment is None and (j := cached.get(p.key)) is not None:
-                recent[request] = (p.key, {**j.__dict__, "meta": {**j.meta, "cached": True}})
         if len(recent) > RECENT_REQUESTS + RECENT_REQUESTS // 4:  # trimmed in bulk: cheaper than one by one
             for old in list(islice(recent, len(recent) - RECENT_REQUESTS)):
                 del recent[old]

@@ -114,7 +114,6 @@ class _Part:
     """One judge's share of a call: its requests' keys, what the cache held, and the items it generates."""
 
     judge: Judge
-    requests: list[JudgeRequest]
     prepared: list[Prepared]  # per request
     keys: tuple[str, ...]
     found: Mapping[str, Judgment]  # cache hits, as judgments
@@ -196,7 +195,7 @@ def _part(judge: Judge, requests: list[JudgeRequest]) -> _Part:
         if wanted:
             for k, record in judge.cache.get_many(wanted).items():
                 found[k] = Judgment.from_dict({**record, "meta": {**(record.get("meta") or {}), "cached": True}})
-    part = _Part(judge, requests, prepared, keys, found)
+    part = _Part(judge, prepared, keys, found)
     for i, k in enumerate(keys):
         if k not in found:
             part.first.setdefault(k, i)
@@ -288,7 +287,7 @@ def _finish(part: _Part, progress: Callable[[int], None] | None) -> list[Judgmen
     if judge.cache is not None:
         stored = {k: j for k, j in by_key.items() if j.failure not in _NOT_CACHED}
         judge.cache.put_many({k: j.to_record() for k, j in stored.items()})
-        judge.remember(part.requests, part.prepared, {**found, **stored})  # for the next call with them
+        judge.remember(part.prepared, {**found, **stored})  # for the next call with these requests
     results = {**found, **by_key}  # no key is in both
     out = [results[k] for k in keys]
     hits = sum(k in found for k in keys) if found else 0

@@ -223,7 +223,7 @@ def test_recent_requests_are_remembered_with_their_judgment_only_and_bounded(mon
     requests = [JudgeRequest(task="binary", prompt=f"q{i}", responses=("a",)) for i in range(30)]
     first = judge.judge(requests)
     assert 8 <= len(judge._recent) <= 10
-    for key, fields in judge._recent.values():
+    for key, fields in judge._recent.values():  # [key, fields] per request
         assert isinstance(key, str) and type(fields) is dict and fields["meta"]["cached"]
         assert not any(isinstance(v, RenderedPrompt) for v in fields.values())
     calls, rendered = engine.calls, []
