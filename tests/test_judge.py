@@ -167,7 +167,7 @@ def test_judges_sharing_an_engine_judge_together_one_engine_call_a_round():
 
 
 def test_objects_built_on_the_hot_path_are_whole_and_equal_to_their_constructors():
-    # The rendered prompt, the engine request and the judgment are built without their constructors
+    # The rendered and chat prompts, the engine request and the judgment are built without their constructors
     # (`mr3_reward.frozen.built`): each must hold exactly its class's fields and equal the constructed one.
     import dataclasses
 
@@ -185,7 +185,7 @@ def test_objects_built_on_the_hot_path_are_whole_and_equal_to_their_constructors
     request = JudgeRequest(task="pairwise", prompt="2+2?", responses=("4", "5"))
     [judgment] = judge.judge([request])
     rendered = judge.render(request)
-    for obj in (rendered, seen[0], judgment):
+    for obj in (rendered, rendered.prompt, seen[0], judgment):
         assert set(vars(obj)) == {f.name for f in dataclasses.fields(obj)}, type(obj).__name__
     assert rendered == RenderedPrompt(rendered.prompt, rendered.labels, rendered.neutralized_lines)
     assert seen[0] == GenerationRequest(rendered.prompt, judge.sampling, rendered.labels)
