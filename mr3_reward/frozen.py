@@ -1,8 +1,8 @@
 """Building frozen dataclasses on the per-judgment path.
 
 A frozen dataclass's generated ``__init__`` sets each field with ``object.__setattr__``, which is about half
-the cost of building one. The few objects made once per judgment (the rendered prompt, the engine request,
-the judgment) are built with `built` instead; everything else uses the constructors.
+the cost of building one. The few objects made once per judgment (the rendered and chat prompts, the engine
+request, the judgment) are built with `built` instead; everything else uses the constructors.
 """
 
 from __future__ import annotations

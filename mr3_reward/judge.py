@@ -14,7 +14,7 @@ from typing import Any
 
 from mr3_reward.backends.base import Backend, ChatPrompt, EngineInfo
 from mr3_reward.backends.registry import make_backend
-from mr3_reward.cache import JudgmentCache, cache_key, digest_bytes, digest_state
+from mr3_reward.cache import JudgmentCache, PromptKeys, cache_key
 from mr3_reward.errors import ConfigError
 from mr3_reward.judge_checks import constrained_problem, judge_problems
 # judgment_from_generation and label_probs moved with the loop to `mr3_reward.judging`; still importable here.
@@ -26,7 +26,6 @@ from mr3_reward.types import JudgeRequest, Judgment, Sampling
 # The input limit for an engine that reports no context: mR3's 32768 tokens less the 16384 it may generate.
 DEFAULT_MAX_INPUT_TOKENS = 16384
 RECENT_REQUESTS = 4096
-RECENT_SYSTEMS = 1024
 
 
 class Prepared:
@@ -102,7 +101,6 @@ class Judge:
         )
         if problems:
             raise ConfigError("invalid Judge: " + "; ".join(problems))
-        self._config_digest: str | None = None
         self.sampling = (sampling or Sampling()).with_(**sampling_overrides)
         self.backend: Backend | None = None if backend is None else make_backend(backend, model, **(backend_options or {}))
         self.model_id = model if self.backend is None else self.backend.model_id
@@ -130,9 +128,7 @@ class Judge:
     def sampling(self, value: Sampling) -> None:
         # Sampling (the seed included) is part of every cache key: forget the digest built from the old one.
         self._sampling = value
-        self._config_digest = None
-        self._key_states: dict[str, Any] = {}  # system message -> hash state after the config digest and it
-        self._key_tails: dict[tuple, bytes] = {}  # (prefix, labels) -> their bytes, which end every key
+        self._keys: PromptKeys | None = None  # made from the configuration when first needed
         # request -> [key, fields of its judgment as a cache hit, or None before it is cached], oldest first
         # (`prepare_many`, `remember`; the input limit and the keys follow the sampling).
         self._recent: dict[JudgeRequest, list] = {}
@@ -185,25 +181,10 @@ class Judge:
     def _key(self, rendered: RenderedPrompt) -> str:
         # The rendered bytes carry the rubric, language, responses and their order; the config digest
         # carries model, revision, template version, language mode and sampling (seed included).
-        # The key is digest_parts(config digest, system, user, prefix, *labels). Requests of one template share
-        # the leading parts, kept as a hash state, and the trailing ones, kept as their bytes.
+        if self._keys is None:
+            self._keys = PromptKeys(cache_key(self.config_key()))
         p = rendered.prompt
-        state = self._key_states.get(p.system)
-        if state is None:
-            if self._config_digest is None:
-                self._config_digest = cache_key(self.config_key())
-            if len(self._key_states) >= RECENT_SYSTEMS:
-                self._key_states.clear()
-            state = self._key_states[p.system] = digest_state(self._config_digest, p.system)
-        tail = self._key_tails.get((p.prefix, rendered.labels))
-        if tail is None:
-            if len(self._key_tails) >= RECENT_SYSTEMS:
-                self._key_tails.clear()
-            tail = self._key_tails[(p.prefix, rendered.labels)] = digest_bytes(p.prefix, *rendered.labels)
-        h = state.copy()
-        h.update(digest_bytes(p.user))
-        h.update(tail)
-        return h.hexdigest()
+        return self._keys.key(p.system, p.user, p.prefix, rendered.labels)
 
     def prepare_many(self, requests: Sequence[JudgeRequest]) -> list[Prepared]:
         """Each request's cache key (`key`) and rendered prompt (`render`), as a `Prepared`; a request of a
