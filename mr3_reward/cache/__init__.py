@@ -7,7 +7,8 @@ in-memory LRU in front of one SQLite file that any number of processes may share
 Design notes (the *why*):
 
 * **JSON, never pickle.** A cache file is often shared (a team disk, a copied artifact); unpickling it could run
-  arbitrary code. Records are `Judgment.to_record()` dicts (fields at their defaults left out) stored as JSON text.
+  arbitrary code. Records are `Judgment.to_record()` dicts (fields at their defaults left out, the reasoning as its
+  place in `raw`) stored as JSON text.
 * **WAL + busy_timeout** let processes share the file (readers never wait for the writer); see `store`.
 * **Never break training.** Disk trouble (full disk, read-only directory, a path that cannot be created) is logged
   once and the cache carries on in memory. A corrupt file is moved aside (not deleted, so it can be inspected)
