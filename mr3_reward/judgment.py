@@ -96,8 +96,8 @@ class Judgment:
 
     @staticmethod
     def from_fields(values: dict[str, Any]) -> Judgment:
-        """`of` for the package's hot path (parsing), which passes only field names and always ``meta``:
-        the names are not checked here."""
+        """`of` for the package's hot path (parsing, the judge's memory of recent judgments), which passes only
+        field names and always ``meta``: the names are not checked here."""
         return built(Judgment, {**_BLANK.__dict__, **values})
 
     def with_(self, **changes: Any) -> Judgment:

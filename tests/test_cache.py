@@ -168,7 +168,6 @@ def test_compact_records_leave_out_defaults_and_read_back_equal(tmp_path):
     assert Judgment.from_dict(json.loads(json.dumps(full.to_dict()))).to_dict() == full.to_dict()
 
 
-
 def test_compact_records_keep_the_reasoning_once(tmp_path):
     # The reasoning is most of a judge's output and raw holds it as generated: a record keeps its place in
     # raw instead of a second copy, and reads back the same judgment. A reasoning that raw does not hold as

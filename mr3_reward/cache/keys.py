@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PromptKeys", "cache_key", "default_cache_path", "digest_bytes", "digest_parts", "digest_state"]
+__all__ = ["PromptKeys", "cache_key", "default_cache_path", "digest_bytes", "digest_parts"]
 
 RECENT_PARTS = 1024  # system messages and (prefix, labels) a `PromptKeys` keeps
 
@@ -75,15 +75,13 @@ def cache_key(*parts: object) -> str:
     return hashlib.sha256(_canonical_json(list(parts)).encode("utf-8")).hexdigest()
 
 
-def digest_parts(*parts: str, after: Any = None) -> str:
+def digest_parts(*parts: str) -> str:
     """sha256 hex over strings, each length-prefixed (so part boundaries cannot shift): the fast key for
-    the hot path, where the parts are already strings (a config digest and the rendered prompt).
+    the hot path, where the parts are already strings (a config digest and the rendered prompt). A caller
+    whose keys share leading and trailing parts keeps them: `PromptKeys`.
 
     Args:
         *parts (`str`): the strings that identify one judgment.
-        after (*optional*): a hash state from `digest_state` of the leading parts, kept by a caller whose
-            keys share them (a judge's configuration and system message); the key is then that of all
-            parts, leading ones first, without hashing the leading ones again.
 
     Returns:
         `str`: 64 lowercase hex characters.
@@ -92,17 +90,8 @@ def digest_parts(*parts: str, after: Any = None) -> str:
 
     >>> digest_parts("ab", "c") == digest_parts("a", "bc")
     False
-    >>> digest_parts("x", "y", after=digest_state("config")) == digest_parts("config", "x", "y")
-    True
     """
-    h = hashlib.sha256() if after is None else after.copy()
-    h.update(digest_bytes(*parts))
-    return h.hexdigest()
-
-
-def digest_state(*parts: str) -> Any:
-    """The sha256 state after the leading ``parts`` of a `digest_parts` key (pass it as ``after=``)."""
-    return hashlib.sha256(digest_bytes(*parts))
+    return hashlib.sha256(digest_bytes(*parts)).hexdigest()
 
 
 def digest_bytes(*parts: str) -> bytes:
@@ -137,7 +126,7 @@ class PromptKeys:
         if state is None:
             if len(self._states) >= RECENT_PARTS:
                 self._states.clear()
-            state = self._states[system] = digest_state(self.config_digest, system)
+            state = self._states[system] = hashlib.sha256(digest_bytes(self.config_digest, system))
         tail = self._tails.get((prefix, labels))
         if tail is None:
             if len(self._tails) >= RECENT_PARTS:

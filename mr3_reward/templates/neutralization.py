@@ -59,6 +59,7 @@ def may_change(text: str) -> bool:
     caller with many texts skips the call for the rest."""
     return "<" in text or _may_have_header(text)
 
+
 # English headers of the mR3 format and of our templates; packs add their localized ones.
 BASE_HEADERS = (
     "Instruction", "Evaluation Rubric", "Response Format", "Your Response", "Your Answer", "Input",
