@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mr3-installed
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup demo judge test test-slow clean
 
 setup: $(STAMP)
 
@@ -24,11 +24,20 @@ $(STAMP): pyproject.toml
 # The main job: judge a small multilingual sample with the real (tiny) SmolLM2-135M judge, offline, with a
 # thinking budget and constrained verdicts (every judgment a verdict). `make demo VERDICT=free` shows the
 # same input judged with free answers, which this small judge mostly fails to write.
+# `make demo MODEL=out/tiny-judge` judges it with the judge `make judge` builds.
 VERDICT ?= constrained
+MODEL ?= smollm2-135m
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/mr3 judge --input examples/data/multilingual_sample.jsonl \
-	    --output out/judgments.jsonl --model smollm2-135m --max-tokens 96 --max-retries 1 \
+	    --output out/judgments.jsonl --model $(MODEL) --max-tokens 96 --max-retries 1 \
 	    --thinking-budget 32 --verdict $(VERDICT) --explanation-tokens 32
+
+# Build a small multilingual answer-checking judge from SmolLM2-135M on this CPU (about an hour; a killed
+# run resumes where it stopped), then measure it beside its base on held-out items: out/tiny-judge/eval.json.
+judge: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m training.pipeline training/configs/tiny-judge.yaml --export out/tiny-judge
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks judge_quality --config training/configs/tiny-judge.yaml \
+	    --judge out/tiny-judge
 
 # Everything CI runs: unit, golden, fuzz (10k), real-model integration and doctests; not `gpu`, not `slow`.
 test: setup

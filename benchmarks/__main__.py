@@ -16,6 +16,8 @@ SUITES = {
     "budget": "benchmarks.budget",
     "eval_generations": "benchmarks.eval_generations",
     "batching": "benchmarks.batching",
+    "judge_quality": "benchmarks.judge_quality",
+    "sft_speed": "benchmarks.sft_speed",
 }
 
 

@@ -21,7 +21,7 @@ from mr3_reward.types import Sampling
 PERFORMANCE_ONLY = frozenset({
     "batch_size", "device", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size",
     "gpu_memory_utilization", "max_num_seqs", "max_concurrency", "timeout", "timeout_s", "enforce_eager",
-    "enable_prefix_caching", "max_retries", "backoff_s", "api_key_env",
+    "enable_prefix_caching", "max_retries", "backoff_s", "api_key_env", "kv_cache_memory_bytes",
 })
 
 

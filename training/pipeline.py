@@ -39,7 +39,7 @@ from training.filtering import FilterConfig, alignment_filter
 from training.intake import IntakeConfig, SourceSpec, intake, source_digest
 from training.rows import Renderers, to_dataset, trace_feature
 from training.rubrics import RubricConfig, needs_rubric, write_rubrics
-from training.sft import SFTSettings, model_dir_name, train_sft
+from training.sft import SNAPSHOTS, SFTSettings, model_dir_name, train_sft
 from training.store import PIPELINE_VERSION, Workdir, digest, file_digest
 
 logger = logging.getLogger("training")
@@ -309,6 +309,10 @@ class Pipeline:
         """Drop the engines this pipeline built (a vLLM teacher holds GPU memory the student needs)."""
         import gc
 
+        for backend in {id(b): b for b in self._backends.values()}.values():
+            close = getattr(backend, "close", None)  # a vLLM engine's processes hold memory and cores
+            if callable(close):
+                close()
         self._backends.clear()
         gc.collect()
         try:
@@ -327,9 +331,13 @@ class Pipeline:
         work_dir = self.workdir.partial_dir("sft", d)
         info = {"pipeline_digest": d, "filter": {k: v for k, v in self.workdir.report("filter").items()
                                                    if k in ("kept", "kept_aligned", "kept_unaligned_smoke_test")}}
-        examples, report, model_dir = train_sft(rows, self.config.sft, self.renderers, work_dir, info=info)
+        renderers = self.renderers if self.config.sft.use_pack else Renderers(None)
+        examples, report, model_dir = train_sft(rows, self.config.sft, renderers, work_dir, info=info)
+        extras = {model_dir.name: model_dir}
+        if (work_dir / SNAPSHOTS).is_dir():
+            extras[SNAPSHOTS] = work_dir / SNAPSHOTS
         if int(os.environ.get("RANK", "0")) == 0:
-            self.workdir.commit("sft", Dataset.from_list(examples), report, d, extras={model_dir.name: model_dir})
+            self.workdir.commit("sft", Dataset.from_list(examples), report, d, extras=extras)
         return report
 
     def model_dir(self) -> Path:
@@ -357,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stages", help="run only these stages (comma-separated); earlier ones must be finished")
     parser.add_argument("--until", choices=STAGES, help="run the stages up to and including this one")
     parser.add_argument("--force", default="", help="re-run these stages (comma-separated) even if finished")
+    parser.add_argument("--export", metavar="DIR", help="after SFT, copy the judge to DIR (a model folder that loads "
+                        "with no other flag)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -376,7 +386,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{stage:<12}{'skipped' if report.get('skipped') else 'ran':<10}{rows!s:>8}{report.get('seconds', ''):>10}")
     if "sft" in reports:
         print(f"judge: {pipeline.model_dir()}")
+        if args.export:
+            print(f"exported to: {export_judge(pipeline.model_dir(), resolve_path(args.export))}")
     return 0
+
+
+def export_judge(model_dir: Path, dest: Path) -> Path:
+    """Copy the trained judge to ``dest`` (replacing an earlier export; files already there, such as an
+    evaluation, are kept). Its ``mr3_training.json`` carries the language mode, so it loads with no flag."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in model_dir.iterdir():
+        if item.is_file():
+            shutil.copy2(item, dest / f".{item.name}.tmp")
+            os.replace(dest / f".{item.name}.tmp", dest / item.name)
+    return dest
 
 
 if __name__ == "__main__":

@@ -37,20 +37,22 @@ from typing import Any
 from mr3_reward.backends.base import chat_text
 from mr3_reward.models import resolve
 from mr3_reward.templates import TEMPLATE_VERSION, LanguageMode
+from mr3_reward.templates.modes import TRAINING_INFO
 from mr3_reward.types import THINK_CLOSE
 
 from training.rows import Renderers
 
 logger = logging.getLogger("training")
 
-TRAINING_INFO = "mr3_training.json"
-
 
 @dataclass
 class SFTSettings:
     """student (`str`): base model (alias, folder or hub id); language_mode (`str`): the mode the student
-    is trained and served in (one of the distilled strategies); the rest as in TRL's ``SFTConfig``;
-    trainer_args (`dict`): any other ``SFTConfig`` field (``deepspeed``, ``fsdp``, ``optim``...)."""
+    is trained and served in (one of the distilled strategies); use_pack (`bool`): render the student's
+    prompts with the run's rubric pack (false: with the package's own English templates, so the judge is
+    served with no pack; ``en-prompt-en-thinking`` only); snapshots (`bool`): keep the model of every saved
+    checkpoint (``snapshots/step-N`` beside the judge) for a learning curve; the rest as in TRL's
+    ``SFTConfig``; trainer_args (`dict`): any other ``SFTConfig`` field (``deepspeed``, ``fsdp``, ``optim``...)."""
 
     student: str = "Qwen/Qwen3-4B"
     language_mode: str = LanguageMode.TGT_PROMPT_TGT_THINKING.value
@@ -66,6 +68,8 @@ class SFTSettings:
     save_steps: int = 500
     logging_steps: int = 10
     seed: int = 0
+    use_pack: bool = True
+    snapshots: bool = False
     trainer_args: dict[str, Any] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
@@ -80,6 +84,9 @@ class SFTSettings:
                 out.append(f"sft.{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:
             out.append(f"sft.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not self.use_pack and self.language_mode != LanguageMode.EN_PROMPT_EN_THINKING.value:
+            out.append(f"sft.use_pack: false needs language_mode en-prompt-en-thinking (the package's own templates "
+                       f"are English only), got {self.language_mode!r}")
         return out
 
 
@@ -203,6 +210,30 @@ def build_trainer(examples: Sequence[Mapping[str, Any]], settings: SFTSettings, 
     )
 
 
+SNAPSHOTS = "snapshots"
+_TRAINER_ONLY = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin")
+
+
+def snapshot_callback(dest: Path):
+    """A ``TrainerCallback`` that copies each saved checkpoint's model (not its optimizer) to ``dest/step-N``."""
+    import shutil
+
+    from transformers import TrainerCallback
+
+    class Snapshots(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            source = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            target = dest / f"step-{state.global_step}"
+            if source.is_dir() and not target.exists():
+                tmp = dest / f".tmp-step-{state.global_step}"
+                shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(*_TRAINER_ONLY), dirs_exist_ok=True)
+                tmp.rename(target)
+
+    return Snapshots()
+
+
 def model_dir_name(language_mode: str) -> str:
     """``judge-<mode>``: `LanguageMode.for_model` reads the mode back from the folder name."""
     return f"judge-{LanguageMode.parse(language_mode).value}"
@@ -239,6 +270,10 @@ def train_sft(
             "A weak teacher is never right under all strategies: use a stronger teacher (plumbing runs can set "
             "filter.smoke_test_keep_unaligned: true)"
         )
+    callbacks = list(callbacks or [])
+    if settings.snapshots:
+        (work_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
+        callbacks.append(snapshot_callback(work_dir / SNAPSHOTS))
     trainer = build_trainer(examples, settings, work_dir, tokenizer=tokenizer, callbacks=callbacks)
     resume = any(work_dir.glob("checkpoint-*"))
     if resume:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import enum
+import json
+from pathlib import Path
+
+# A judge folder built by `training/` records the mode it was trained in here (`training.sft`).
+TRAINING_INFO = "mr3_training.json"
 
 
 class LanguageMode(str, enum.Enum):
@@ -38,7 +43,8 @@ class LanguageMode(str, enum.Enum):
 
     @classmethod
     def for_model(cls, model_id: str | None, override: str | LanguageMode | None = "auto") -> LanguageMode:
-        """The mode a model was trained for, read from its id suffix; ``override`` wins unless 'auto'.
+        """The mode a model was trained for: recorded in a local folder's ``mr3_training.json``, else read from
+        its id suffix; ``override`` wins unless 'auto'.
 
         >>> LanguageMode.for_model("rubricreward/mR3-Qwen3-8B-tgt-prompt-tgt-thinking").value
         'tgt-prompt-tgt-thinking'
@@ -47,8 +53,23 @@ class LanguageMode(str, enum.Enum):
         """
         if override is not None and str(getattr(override, "value", override)) != "auto":
             return cls.parse(override)
+        recorded = cls._recorded(model_id)
+        if recorded is not None:
+            return recorded
         name = (model_id or "").rstrip("/").lower()
         for mode in cls:
             if name.endswith(mode.value):
                 return mode
         return cls.EN_PROMPT_EN_THINKING
+
+    @classmethod
+    def _recorded(cls, model_id: str | None) -> LanguageMode | None:
+        """The mode in ``<model_id>/mr3_training.json`` when ``model_id`` is a local folder that has one."""
+        info = Path(model_id).expanduser() / TRAINING_INFO if model_id else None
+        if info is None or not info.is_file():
+            return None
+        try:
+            return cls.parse(json.loads(info.read_text(encoding="utf-8"))["language_mode"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{info} does not record a language mode ({exc}); fix the file or pass "
+                             "language_mode=... explicitly") from None
