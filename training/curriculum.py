@@ -12,6 +12,11 @@ Curriculum (step 5), ``order``:
 - ``random``: a seeded shuffle;
 - ``english_first``: the English rows, easy to hard, then all the others, easy to hard.
 
+``balance_labels: true`` keeps each gold label easy to hard on its own and interleaves the labels in their
+overall proportions. A weak difficulty model is right mostly where the gold label is the one it always
+says (SmolLM2-135M says ``true`` and ``Assistant A``), so plain easy to hard puts the rows in label blocks
+(all ``true`` first, all ``Assistant B`` last) and a one-pass SFT ends up preferring the last block's label.
+
 The order is the dataset's row order; `training.sft` trains in it (no shuffling). The two stages are
 separate so trying another order for an ablation reuses the sampled difficulty.
 """
@@ -61,10 +66,12 @@ class DifficultyConfig:
 
 @dataclass
 class CurriculumConfig:
-    """order (`str`): one of ``ORDERS``; seed (`int`): for ``random``."""
+    """order (`str`): one of ``ORDERS``; seed (`int`): for ``random``; balance_labels (`bool`): interleave the
+    gold labels, each in the order's own order (see the module docstring)."""
 
     order: str = "easy_to_hard"
     seed: int = 0
+    balance_labels: bool = False
 
     def problems(self) -> list[str]:
         if self.order not in ORDERS:
@@ -137,6 +144,23 @@ def easy_to_hard_key(row: Mapping[str, Any]) -> tuple:
     return (-row["n_correct"], row["length"], row["id"])
 
 
+def interleave_labels(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with their gold labels interleaved in proportion, each label's rows kept in their order.
+
+    >>> rows = [{"id": i, "gold": g} for i, g in enumerate("TTTTFF")]
+    >>> "".join(r["gold"] for r in interleave_labels(rows))
+    'TFTTFT'
+    """
+    by_label: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_label[row["gold"]].append(row)
+    # Each row's place is the middle of its share of its label's stretch: (i + 0.5) / n; ties by first label.
+    labels = list(by_label)
+    placed = sorted(((i + 0.5) / len(by_label[g]), labels.index(g), row) for g in labels
+                    for i, row in enumerate(by_label[g]))
+    return [row for _, _, row in placed]
+
+
 def order_rows(rows: Sequence[dict[str, Any]], config: CurriculumConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Put the rows in curriculum order and number them (``position``).
 
@@ -158,6 +182,8 @@ def order_rows(rows: Sequence[dict[str, Any]], config: CurriculumConfig) -> tupl
         random.Random(config.seed).shuffle(ordered)
     else:
         ordered = [r for r in easy if r["language"] == "en"] + [r for r in easy if r["language"] != "en"]
+    if config.balance_labels:
+        ordered = interleave_labels(ordered)
     out = [dict(r, position=i) for i, r in enumerate(ordered)]
     by_language: dict[str, list[int]] = defaultdict(list)
     for r in out:
@@ -165,6 +191,8 @@ def order_rows(rows: Sequence[dict[str, Any]], config: CurriculumConfig) -> tupl
     report = {
         "rows": len(out),
         "order": config.order,
+        "balance_labels": config.balance_labels,
+        "gold_sequence": [r.get("gold") for r in out[:200]],
         "first_ids": [r["id"] for r in out[:10]],
         "n_correct_sequence": [r["n_correct"] for r in out[:200]],
         "mean_position_by_language": {k: sum(v) / len(v) for k, v in sorted(by_language.items())},

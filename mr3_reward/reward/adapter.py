@@ -18,11 +18,13 @@ from mr3_reward.backends.base import Backend
 from mr3_reward.backends.ray_pool import JudgePool  # Ray itself is imported only when a pool is used
 from mr3_reward.cache import JudgmentCache
 from mr3_reward.judge import DEFAULT_MODEL, Judge
+from mr3_reward.errors import ConfigError
+from mr3_reward.reward.cascade import cascade_problems, run_verifier, settle_judged, split_rows
 from mr3_reward.reward.groups import RankGroups
 from mr3_reward.reward.metrics import call_metrics, report
 from mr3_reward.reward.modes import SCORERS, screen
 from mr3_reward.reward.options import REFERENCE_MODES, RewardConfig, reward_config
-from mr3_reward.reward.rows import to_rows
+from mr3_reward.reward.rows import TRL_KWARGS, to_rows
 from mr3_reward.types import Rubric, TaskKind
 
 _OPTIONS = frozenset(f.name for f in fields(RewardConfig))
@@ -64,6 +66,11 @@ class MR3Reward:
         A row whose cell cannot be used (see `mr3_reward.reward.modes.cell_problems`) gets None, with a warning
         and a note naming the column; the other rows are judged.
     name (`str`): the reward's name in TRL logs (``rewards/<name>/mean``) and the completions table.
+    verifier (`callable`, *optional*): a rule checker asked first, ``fn(prompt, completion, **columns) -> True |
+        False | None`` (`mr3_reward.verifiers.number_match`); mode ``binary`` only. ask_judge (`str`): which
+        completions the judge is still asked about: ``"unsure"`` (default: where the verifier says None),
+        ``"not_true"`` (False or None) or ``"always"`` (every one; the verifier is only compared). See
+        `mr3_reward.reward.cascade`.
     max_tokens etc.: any `Sampling` field overrides the mR3 default.
 
     The checked options are `RewardConfig` (``reward.config``) and read as attributes too (``reward.mode``).
@@ -98,6 +105,8 @@ class MR3Reward:
         group_timeout_s: float = 120.0,
         columns: Mapping[str, str] | None = None,
         name: str = "mr3",
+        verifier: Any = None,
+        ask_judge: str | None = None,
         max_retries: int = 2,
         backend_options: Mapping[str, Any] | None = None,
         **sampling: Any,
@@ -110,6 +119,11 @@ class MR3Reward:
                         language_mode=language_mode, pack=pack, family=family, cache=cache, max_retries=max_retries,
                         sampling=sampling),
         )
+        problems = cascade_problems(verifier, ask_judge, mode)
+        if problems:
+            raise ConfigError("invalid MR3Reward: " + "; ".join(problems))
+        self.verifier = verifier
+        self.ask_judge = (ask_judge or "unsure") if verifier is not None else None
         self.__name__ = name
         self._groups = RankGroups(rank) if group_size is not None else None
         self._step = 0
@@ -166,11 +180,18 @@ class MR3Reward:
         self._step = self._calls if step is None else step
         self._calls += 1
         batch = screen(rows, config)
+        if self.verifier is not None:
+            judgeable = len(batch.valid)
+            verdicts = run_verifier(self.verifier, prompts, completions, kwargs, batch.valid, frozenset(TRL_KWARGS),
+                                    self.__name__)
+            batch.valid = split_rows(batch, verdicts, self.ask_judge)
         if self._groups is not None:
             self._groups.score(self.judge, config, batch, self._step)
         else:
             SCORERS[config.mode](self.judge, config, batch)
         self.last_metrics = call_metrics(batch.rewards, batch.judgments, batch.verdicts, time.perf_counter() - start)
+        if self.verifier is not None:
+            self.last_metrics.update(settle_judged(batch, verdicts, batch.valid, self.ask_judge, judgeable))
         report(self.__name__, self.last_metrics, batch.notes, kwargs)
         return batch.rewards
 
