@@ -17,7 +17,8 @@ Every pairwise item is judged in both orders (accuracy counts both; position con
 pairs whose two verdicts pick the same answer). The serving settings are those of the README: one
 `Judge` per model on a vLLM engine, ``thinking_budget=64``, ``verdict="constrained"``, temperature 0 (the
 most probable label), no retries, no cache. The learning curve judges the first ``--curve-items`` test items
-with every snapshot the SFT stage kept (``sft.snapshots``), the base as step 0 and the final judge.
+with every snapshot the SFT stage kept (``sft.snapshots``); the base is step 0 and the final judge the last
+step (their points are read from the full runs).
 
 Writes ``<out>/eval.json`` with ``accuracy_by_language.png`` and ``learning_curve.png`` beside it, and the
 same figures to ``benchmarks/results/judge_quality.json`` / ``.png``. Each model's judgments are kept in
@@ -181,9 +182,10 @@ def chart(result: dict[str, Any], out_dir: Path | None = None) -> Path:
 
     base, trained = result["base"], result["trained"]
     languages = sorted(trained["by_language"])
-    per_language = Panel("held-out accuracy per language", x=languages,
-                         series={"base": [base["by_language"].get(k, {}).get("accuracy") or 0 for k in languages],
-                                 "trained": [trained["by_language"][k]["accuracy"] for k in languages]},
+    per_language = Panel("held-out accuracy per language", x=[*languages, "held-out\nlanguage"],
+                         series={name: [m["by_language"].get(k, {}).get("accuracy") or 0 for k in languages]
+                                 + [m["heldout_language"]["accuracy"] or 0] for name, m in (("base", base),
+                                                                                            ("trained", trained))},
                          goal=GOALS["overall"])
     curve = result["learning_curve"]
     learning = Panel("learning curve (first test items)", x=[p["step"] for p in curve],
@@ -198,13 +200,19 @@ def chart(result: dict[str, Any], out_dir: Path | None = None) -> Path:
     return written
 
 
-def snapshots_of(config_path: str | Path) -> list[tuple[int, Path]]:
+def snapshots_of(config_path: str | Path) -> tuple[list[tuple[int, Path]], dict[str, Any]]:
+    """The SFT stage's snapshots (step, folder), and its report."""
     from training.pipeline import Pipeline, load_config
     from training.sft import SNAPSHOTS
 
-    folder = Pipeline(load_config(config_path)).workdir.stage_dir("sft") / SNAPSHOTS
+    workdir = Pipeline(load_config(config_path)).workdir
+    folder = workdir.stage_dir("sft") / SNAPSHOTS
     found = [(int(p.name.split("-")[1]), p) for p in folder.glob("step-*")] if folder.is_dir() else []
-    return sorted(found)
+    try:
+        report = workdir.report("sft")
+    except (FileNotFoundError, KeyError, ValueError):
+        report = {}
+    return sorted(found), report
 
 
 def _commit() -> str | None:
@@ -225,24 +233,32 @@ def run(config: str, judge: str, base: str, out_dir: Path, curve_items: int) -> 
     rows = [r for split in splits.values() for r in split]
     parts = out_dir / "eval-parts"
     print(f"judging {len(rows)} held-out rows with the base and the trained judge", flush=True)
-    base_m = metrics(rows, judge_rows(base, rows, parts, "base"))
-    trained_m = metrics(rows, judge_rows(judge, rows, parts, "trained"))
+    base_v = judge_rows(base, rows, parts, "base")
+    trained_v = judge_rows(judge, rows, parts, "trained")
+    base_m, trained_m = metrics(rows, base_v), metrics(rows, trained_v)
     curve_rows = splits["test"][:curve_items]
-    curve = [{"step": 0, "model": base, "accuracy": _acc(list(zip(curve_rows, judge_rows(base, curve_rows, parts, "base"))))}]
-    info = json.loads((Path(judge) / "mr3_training.json").read_text(encoding="utf-8"))
-    for step, path in snapshots_of(config):
+    curve_ids = {r["id"] for r in curve_rows}
+
+    def curve_accuracy(verdicts: list[dict[str, Any]]) -> float | None:
+        return _acc([(r, v) for r, v in zip(rows, verdicts) if r["id"] in curve_ids and r["split"] == "test"])
+
+    steps, sft_report = snapshots_of(config)
+    curve = [{"step": 0, "model": base, "accuracy": curve_accuracy(base_v)}]
+    for step, path in steps:
         verdicts = judge_rows(str(path), curve_rows, parts, f"step-{step}")
-        curve.append({"step": step, "model": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
-                      "accuracy": _acc(list(zip(curve_rows, verdicts)))})
-    final_step = info.get("global_steps") or (curve[-1]["step"] + 1)
-    if all(p["step"] != final_step for p in curve):
-        curve.append({"step": final_step, "model": judge,
-                      "accuracy": _acc(list(zip(curve_rows, judge_rows(judge, curve_rows, parts, "trained-curve"))))})
+        curve.append({"step": step, "model": path.name, "accuracy": _acc(list(zip(curve_rows, verdicts)))})
+    final_step = sft_report.get("global_steps")
+    if final_step is not None and all(p["step"] != final_step for p in curve):
+        curve.append({"step": final_step, "model": judge, "accuracy": curve_accuracy(trained_v)})
+    info = json.loads((Path(judge) / "mr3_training.json").read_text(encoding="utf-8"))
     result = {
         "judge": judge, "base": base_m, "trained": trained_m, "base_model": base, "goals": GOALS,
         "met": {k: trained_m[k] is not None and trained_m[k] >= g for k, g in GOALS.items()},
         "learning_curve": curve, "settings": SETTINGS, "engine": ENGINE,
-        "items": {k: len(v) for k, v in splits.items()}, "training": {k: info.get(k) for k in ("examples", "pipeline_digest", "filter")},
+        "items": {k: len(v) for k, v in splits.items()},
+        "training": {**{k: info.get(k) for k in ("examples", "pipeline_digest", "filter")},
+                     "sft_steps": sft_report.get("global_steps"), "sft_seconds": sft_report.get("seconds"),
+                     "train_loss": sft_report.get("train_loss")},
         "seconds": round(time.monotonic() - started, 1), "commit": _commit(),
     }
     chart(json.loads(write("judge_quality", result).read_text(encoding="utf-8")), out_dir)
