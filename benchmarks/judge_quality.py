@@ -243,12 +243,14 @@ def run(config: str, judge: str, base: str, out_dir: Path, curve_items: int) -> 
         return _acc([(r, v) for r, v in zip(rows, verdicts) if r["id"] in curve_ids and r["split"] == "test"])
 
     steps, sft_report = snapshots_of(config)
+    final_step = sft_report.get("global_steps")
     curve = [{"step": 0, "model": base, "accuracy": curve_accuracy(base_v)}]
     for step, path in steps:
+        if step == final_step:  # the trained judge itself: judged above
+            continue
         verdicts = judge_rows(str(path), curve_rows, parts, f"step-{step}")
         curve.append({"step": step, "model": path.name, "accuracy": _acc(list(zip(curve_rows, verdicts)))})
-    final_step = sft_report.get("global_steps")
-    if final_step is not None and all(p["step"] != final_step for p in curve):
+    if final_step is not None:
         curve.append({"step": final_step, "model": judge, "accuracy": curve_accuracy(trained_v)})
     info = json.loads((Path(judge) / "mr3_training.json").read_text(encoding="utf-8"))
     result = {
@@ -257,8 +259,7 @@ def run(config: str, judge: str, base: str, out_dir: Path, curve_items: int) -> 
         "learning_curve": curve, "settings": SETTINGS, "engine": ENGINE,
         "items": {k: len(v) for k, v in splits.items()},
         "training": {**{k: info.get(k) for k in ("examples", "pipeline_digest", "filter")},
-                     "sft_steps": sft_report.get("global_steps"), "sft_seconds": sft_report.get("seconds"),
-                     "train_loss": sft_report.get("train_loss")},
+                     "sft_steps": sft_report.get("global_steps"), "train_loss": sft_report.get("train_loss")},
         "seconds": round(time.monotonic() - started, 1), "commit": _commit(),
     }
     chart(json.loads(write("judge_quality", result).read_text(encoding="utf-8")), out_dir)
