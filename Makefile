@@ -32,7 +32,7 @@ demo: setup
 	    --output out/judgments.jsonl --model $(MODEL) --max-tokens 96 --max-retries 1 \
 	    --thinking-budget 32 --verdict $(VERDICT) --explanation-tokens 32
 
-# Build a small multilingual answer-checking judge from SmolLM2-135M on this CPU (about an hour; a killed
+# Build a small multilingual answer-checking judge from SmolLM2-135M on this CPU (46 min on 2 cores; a killed
 # run resumes where it stopped), then measure it beside its base on held-out items: out/tiny-judge/eval.json.
 judge: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m training.pipeline training/configs/tiny-judge.yaml --export out/tiny-judge
