@@ -12,34 +12,30 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from mr3_reward.backends.base import Backend, ChatPrompt, EngineInfo
+from mr3_reward.backends.base import (
+    Backend,
+    ChatPrompt,
+    CountsTokens,
+    EngineInfo,
+    HasContext,
+    HasRevision,
+    Observes,
+    declared_context,
+)
 from mr3_reward.backends.registry import make_backend
-from mr3_reward.cache import JudgmentCache, PromptKeys, cache_key
+from mr3_reward.cache import JudgmentCache, cache_key, digest_parts
 from mr3_reward.errors import ConfigError
 from mr3_reward.judge_checks import constrained_problem, judge_problems
 # judgment_from_generation and label_probs moved with the loop to `mr3_reward.judging`; still importable here.
-from mr3_reward.judging import judge_together, judgment_from_generation, label_probs  # noqa: F401
+from mr3_reward.judging import Prepared, judge_together, judgment_from_generation, label_probs  # noqa: F401
 from mr3_reward.models import DEFAULT_MODEL
 from mr3_reward.templates import LanguageMode, RenderedPrompt, Renderer, RubricPack, approx_tokens
 from mr3_reward.types import JudgeRequest, Judgment, Sampling
 
 # The input limit for an engine that reports no context: mR3's 32768 tokens less the 16384 it may generate.
 DEFAULT_MAX_INPUT_TOKENS = 16384
+# How many recent requests a judge with a cache remembers with their key and judgment (`Judge.remember`).
 RECENT_REQUESTS = 4096
-
-
-class Prepared:
-    """One request as the judging loop needs it: its cache key, and its rendered prompt to judge it or, for a
-    recent request the cache holds, its judgment (`Judge.prepare_many`)."""
-
-    __slots__ = ("key", "rendered", "judgment", "slot")
-
-    def __init__(self, key: str, rendered: RenderedPrompt | None = None, judgment: Judgment | None = None,
-                 slot: list | None = None) -> None:
-        self.key = key
-        self.rendered = rendered
-        self.judgment = judgment
-        self.slot = slot  # the judge's memory of this request, [key, fields], which `Judge.remember` fills
 
 
 def open_cache(cache: str | Path | JudgmentCache | None) -> JudgmentCache | None:
@@ -58,8 +54,8 @@ class Judge:
         directory or an alias (``smollm2-135m``, ``tiny-random``); its suffix sets the language mode.
     backend (`str | Backend | None`): ``"transformers"`` (default), another engine name, a backend instance,
         or None: no engine, for rendering and keying requests only (`render`, `key`); ``judge`` then raises.
-    revision (`str`, *optional*): the model revision, for cache keys, when ``backend`` is None (an engine
-        reports its own).
+    revision (`str`, *optional*): the model revision, for cache keys, when the backend declares none (a
+        backend that declares ``revision``, `HasRevision`, reports its own).
     language_mode (`str`): ``"auto"`` or one of `LanguageMode`'s values.
     pack (`str`, *optional*): an official rubric pack directory; family (`str`): a template in it.
     sampling (`Sampling`, *optional*): decoding; keyword overrides such as ``max_tokens=512`` also work.
@@ -71,6 +67,11 @@ class Judge:
         are cut to fit and its judgment has ``truncated_input=True``, and a request that cannot fit even so
         fails as ``input_too_long`` without an engine call. Default: from the engine's context, see
         `input_limit`. Tokens are counted with the engine's tokenizer, or estimated where it has none.
+
+    What the judge reads from a backend is what the backend declares, each capability on its own
+    (`mr3_reward.backends.base`): its ``revision`` (`HasRevision`) keys the cache, ``count_tokens``
+    (`CountsTokens`) counts prompt tokens, ``max_model_len`` (`HasContext`) bounds the input, and
+    ``observe`` (`Observes`) gets each call's statistics. A backend may declare any of them, or none.
 
     >>> judge = Judge(model="fake", backend="fake")
     >>> [j.score for j in judge.judge([JudgeRequest(task="binary", prompt="2+2?", responses=("4",))])]
@@ -104,9 +105,15 @@ class Judge:
         self.sampling = (sampling or Sampling()).with_(**sampling_overrides)
         self.backend: Backend | None = None if backend is None else make_backend(backend, model, **(backend_options or {}))
         self.model_id = model if self.backend is None else self.backend.model_id
-        # What the engine declares about itself (`EngineInfo`), or None: then the judge uses its defaults.
-        self._info: EngineInfo | None = self.backend if isinstance(self.backend, EngineInfo) else None
-        self._revision = revision if self._info is None else self._info.revision
+        # What the backend declares about itself, each capability on its own (a default for each it does not).
+        backend = self.backend
+        # An engine reports the revision it serves; ``revision=`` is for a judge without one that does.
+        self._revision = backend.revision if isinstance(backend, HasRevision) else revision
+        # The engine's own token count where it has a tokenizer; otherwise an estimate from the text's size.
+        self._count_tokens: Callable[[ChatPrompt], int] = (
+            backend.count_tokens if isinstance(backend, CountsTokens) else approx_tokens)
+        self._context: HasContext | None = declared_context(backend)  # read when needed: a pool's may change
+        self._observer: Observes | None = backend if isinstance(backend, Observes) else None
         if (problem := constrained_problem(self.sampling, self.backend)) is not None:  # a named engine, now built
             raise ConfigError("invalid Judge: " + problem)
         self.renderer = Renderer(
@@ -117,8 +124,6 @@ class Judge:
         self.cache = open_cache(cache)
         self.last_stats: dict[str, int] = {}
         self.max_input_tokens = max_input_tokens
-        # The engine's own token count where it has a tokenizer; otherwise an estimate from the text's size.
-        self._count_tokens: Callable[[ChatPrompt], int] = approx_tokens if self._info is None else self._info.count_tokens
 
     @property
     def sampling(self) -> Sampling:
@@ -128,15 +133,16 @@ class Judge:
     def sampling(self, value: Sampling) -> None:
         # Sampling (the seed included) is part of every cache key: forget the digest built from the old one.
         self._sampling = value
-        self._keys: PromptKeys | None = None  # made from the configuration when first needed
-        # request -> [key, fields of its judgment as a cache hit, or None before it is cached], oldest first
-        # (`prepare_many`, `remember`; the input limit and the keys follow the sampling).
-        self._recent: dict[JudgeRequest, list] = {}
+        self._config_digest: str | None = None  # `cache_key(config_key())`, made when first needed
+        # request -> (its key, the judgment the cache holds for it), oldest first (`prepare_many`, `remember`;
+        # the input limit and the keys follow the sampling).
+        self._recent: dict[JudgeRequest, tuple[str, Judgment]] = {}
 
     @property
     def engine_info(self) -> EngineInfo | None:
-        """What the engine declares about itself (`EngineInfo`), or None for an engine that declares nothing."""
-        return self._info
+        """The backend when it declares every capability at once (`EngineInfo`), else None. The judge itself
+        reads each capability a backend declares on its own, whether or not it declares them all."""
+        return self.backend if isinstance(self.backend, EngineInfo) else None
 
     @property
     def language_mode(self) -> LanguageMode:
@@ -156,11 +162,11 @@ class Judge:
         """The most tokens a prompt may take; longer requests get their responses cut (`Renderer.render_within`).
 
         ``max_input_tokens`` when given (at most the engine's context less one token); otherwise the
-        engine's context (`EngineInfo.max_model_len`) less room to generate: ``max_tokens``,
+        engine's context (`HasContext.max_model_len`) less room to generate: ``max_tokens``,
         but never more than half the context. An engine that reports no context gets
         `DEFAULT_MAX_INPUT_TOKENS` (mR3's 32768-token context less its recommended 16384 generated tokens).
         """
-        context = None if self._info is None else self._info.max_model_len
+        context = None if self._context is None else self._context.max_model_len
         if isinstance(context, bool) or not isinstance(context, int) or context < 2:
             context = None
         if self.max_input_tokens is not None:
@@ -176,49 +182,53 @@ class Judge:
 
     def key(self, rendered: RenderedPrompt) -> str:
         """The cache key of a rendered request under this judge's configuration."""
-        return self._key(rendered)
-
-    def _key(self, rendered: RenderedPrompt) -> str:
         # The rendered bytes carry the rubric, language, responses and their order; the config digest
         # carries model, revision, template version, language mode and sampling (seed included).
-        if self._keys is None:
-            self._keys = PromptKeys(cache_key(self.config_key()))
+        if self._config_digest is None:
+            self._config_digest = cache_key(self.config_key())
         p = rendered.prompt
-        return self._keys.key(p.system, p.user, p.prefix, rendered.labels)
+        return digest_parts(self._config_digest, p.system, p.user, p.prefix, *rendered.labels)
 
     def prepare_many(self, requests: Sequence[JudgeRequest]) -> list[Prepared]:
         """Each request's cache key (`key`) and rendered prompt (`render`), as a `Prepared`; a request of a
-        recent call whose judgment the cache holds (`remember`) comes with that judgment instead, without
-        rendering, keying or a lookup (a repeated batch: a warm cache)."""
-        recent = self._recent if self.cache is not None else None
-        limit, count, render = self.input_limit, self._count_tokens, self.renderer.render_within
+        recent call whose judgment the cache holds (`remember`) comes with that judgment instead, as a cache
+        hit (``meta["cached"]``), without rendering, keying or a lookup (a repeated batch: a warm cache)."""
+        recent = self._recent if self.cache is not None else {}
+        limit = self.input_limit
         out = []
         for request in requests:
-            # The request's place in the memory, made on its first call (one hash of the request either way).
-            slot = [None, None] if recent is None else recent.setdefault(request, [None, None])
-            key, fields = slot
-            if fields is None:
-                rendered = render(request, limit, count)
-                key = slot[0] = self._key(rendered)
-                out.append(Prepared(key, rendered, None, slot))
+            hit = recent.get(request)
+            if hit is not None:
+                key, judgment = hit
+                hit_judgment = dataclasses.replace(judgment, meta={**judgment.meta, "cached": True})
+                out.append(Prepared(request, key, judgment=hit_judgment))
             else:
-                out.append(Prepared(key, None, Judgment.from_fields(fields)))
+                rendered = self.renderer.render_within(request, limit, self._count_tokens)
+                out.append(Prepared(request, self.key(rendered), rendered))
         return out
 
     def remember(self, prepared: Sequence[Prepared], cached: Mapping[str, Judgment]) -> None:
         """Keep, for `prepare_many`, the judgments the cache now holds for these requests (``cached``, by
-        key), as cache hits: the last `RECENT_REQUESTS` or more requests, each with its key and its judgment's
-        fields, as few live objects as that takes (each is traversed again by every full garbage collection,
-        which with the rendered prompts and judgments kept was the largest part of the cold path)."""
+        key): the last `RECENT_REQUESTS` or more requests, each with its key and judgment (not its rendered
+        prompt, which is most of a request's memory). Without it a warm replay renders, keys,
+        looks up and decodes every request again: about a fifth of the rate of a plain SQLite lookup of the
+        same keys, where the goal is half (`benchmarks/overhead.py`)."""
         if self.cache is None:
             return
-        for p in prepared:
-            if p.slot is not None and (j := cached.get(p.key)) is not None:
-                p.slot[1] = {**j.__dict__, "meta": {**j.meta, "cached": True}}
         recent = self._recent
-        if len(recent) > RECENT_REQUESTS + RECENT_REQUESTS // 4:  # trimmed in bulk: cheaper than one by one
+        for p in prepared:
+            if p.rendered is not None and (j := cached.get(p.key)) is not None:
+                recent[p.request] = (p.key, j)
+        if len(recent) > RECENT_REQUESTS + RECENT_REQUESTS // 4:  # trimmed in bulk, not at every call
             for old in list(islice(recent, len(recent) - RECENT_REQUESTS)):
                 del recent[old]
+
+    def record_stats(self, stats: Mapping[str, int]) -> None:
+        """Keep a call's statistics as ``last_stats`` and pass them to a backend that `Observes` (a shared
+        pool collects its clients')."""
+        self.last_stats = dict(stats)
+        if self._observer is not None:
+            self._observer.observe(self.last_stats)
 
     def judge(
         self,

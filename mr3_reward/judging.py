@@ -7,49 +7,72 @@ engine call for everything pending, whichever judge it belongs to.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
-from mr3_reward.backends.base import Generation, GenerationRequest, RunsPhases
-from mr3_reward.frozen import built
-from mr3_reward.parsing import read_judgment
+from mr3_reward.backends.base import Backend, Generation, GenerationRequest, RunsPhases
+from mr3_reward.cache import JudgmentCache
+from mr3_reward.parsing import parse_judgment
 from mr3_reward.phases import engine_problem, needs_phases, plan
-from mr3_reward.templates import RenderedPrompt
+from mr3_reward.templates import LanguageMode, RenderedPrompt
 from mr3_reward.types import Failure, JudgeRequest, Judgment, Sampling
 
-if TYPE_CHECKING:
-    from mr3_reward.judge import Judge, Prepared
-
-__all__ = ["engine_round", "judge_together", "judgment_from_generation", "label_probs"]
+__all__ = ["LoopJudge", "Prepared", "engine_round", "judge_together", "judgment_from_generation", "label_probs"]
 
 # Engine errors are transient, and an input too long for one judge's limit may fit a larger one: never cached,
 # so the next call tries again.
 _NOT_CACHED = (Failure.ENGINE_ERROR.value, Failure.INPUT_TOO_LONG.value)
 
 
+@dataclass
+class Prepared:
+    """One request as the judging loop needs it: its cache key and either its rendered prompt, to judge it,
+    or, for a recent request the cache holds, its judgment (`mr3_reward.judge.Judge.prepare_many`)."""
+
+    request: JudgeRequest
+    key: str
+    rendered: RenderedPrompt | None = None
+    judgment: Judgment | None = None
+
+
+class LoopJudge(Protocol):
+    """What the loop reads of a judge and tells it (`mr3_reward.judge.Judge` is one): its engine, cache,
+    decoding, retries and language mode; its requests, prepared; what the cache now holds; the call's
+    statistics."""
+
+    backend: Backend | None
+    cache: JudgmentCache | None
+    sampling: Sampling
+    max_retries: int
+
+    @property
+    def language_mode(self) -> LanguageMode: ...
+
+    def prepare_many(self, requests: Sequence[JudgeRequest]) -> list[Prepared]: ...
+
+    def remember(self, prepared: Sequence[Prepared], cached: Mapping[str, Judgment]) -> None: ...
+
+    def record_stats(self, stats: Mapping[str, int]) -> None: ...
+
+
 def judgment_from_generation(gen: Generation, rendered: RenderedPrompt, **fields: Any) -> Judgment:
     """One engine output -> a `Judgment`: an engine error becomes a typed failure, text is parsed against
     the rendered prompt's labels and prefix, and label log-probabilities are kept for soft rewards.
     ``fields`` (e.g. ``attempts``) are set on the judgment too."""
-    return _judgment_of(gen, rendered, fields)
-
-
-def _judgment_of(gen: Generation, rendered: RenderedPrompt, fields: dict[str, Any]) -> Judgment:
-    # `judgment_from_generation` with the fields as a dict, which parsing completes (`read_judgment`).
     if gen.finish_reason == "error":
-        return Judgment.of(failure=Failure.ENGINE_ERROR.value, raw=gen.text,
-                           meta={"error": gen.error or "unknown engine error"}, **fields)
-    j = read_judgment(gen.text, rendered.labels, rendered.prompt.prefix, gen.finish_reason == "length", fields)
+        return Judgment(score=None, failure=Failure.ENGINE_ERROR.value, raw=gen.text,
+                        meta={"error": gen.error or "unknown engine error"}, **fields)
+    j = parse_judgment(gen.text, rendered.labels, rendered.prompt.prefix, truncated=gen.finish_reason == "length",
+                       **fields)
     more: dict[str, Any] = {}
     if gen.thinking_tokens is not None:
         more["meta"] = {**j.meta, "thinking_tokens": gen.thinking_tokens}
     if gen.label_logprobs and j.ok:
         more["label_probs"] = label_probs(gen.label_logprobs, rendered.labels)
         more["meta"] = {**more.get("meta", j.meta), "label_logprobs": dict(gen.label_logprobs)}
-    return j.with_(**more) if more else j
+    return replace(j, **more) if more else j
 
 
 def label_probs(logprobs: Mapping[str, float], labels: Sequence[str]) -> dict[str, float] | None:
@@ -68,7 +91,7 @@ def engine_round(backend: Any, requests: Sequence[GenerationRequest]) -> list[Ge
     """One round of generation, one `Generation` per request: one engine call, or with a budget or
     constrained verdicts one call per phase, made here as `mr3_reward.phases.plan` asks for them (on a pool,
     its replicas run this next to their engines)."""
-    if _runs_phases(type(backend)):
+    if isinstance(backend, RunsPhases):
         return _checked_answer(backend, requests, backend.generate_in_phases(requests))
     samplings = {id(r.sampling): r.sampling for r in requests}  # a judge sends one sampling a round
     if not any(needs_phases(s) for s in samplings.values()):
@@ -91,17 +114,11 @@ def _checked_answer(backend: Any, asked: Sequence[Any], answer: list[Any]) -> li
     return answer
 
 
-@functools.lru_cache(maxsize=64)
-def _runs_phases(kind: type) -> bool:
-    # By class: a protocol check reads every member and costs microseconds, once per round otherwise.
-    return issubclass(kind, RunsPhases)
-
-
 @dataclass
 class _Item:
     """One distinct request of one judge that needs the engine, and its judgment so far."""
 
-    judge: Judge
+    judge: LoopJudge
     rendered: RenderedPrompt
     language: str  # the language the judge reasons in
     result: Judgment | None = None
@@ -113,7 +130,7 @@ class _Item:
 class _Part:
     """One judge's share of a call: its requests' keys, what the cache held, and the items it generates."""
 
-    judge: Judge
+    judge: LoopJudge
     prepared: list[Prepared]  # per request
     keys: tuple[str, ...]
     found: Mapping[str, Judgment]  # cache hits, as judgments
@@ -122,7 +139,7 @@ class _Part:
 
 
 def judge_together(
-    groups: Iterable[tuple[Judge, Sequence[JudgeRequest]]],
+    groups: Iterable[tuple[LoopJudge, Sequence[JudgeRequest]]],
     *,
     progress: Callable[[int], None] | None = None,
 ) -> list[list[Judgment]]:
@@ -137,7 +154,7 @@ def judge_together(
 
     Args:
         groups (`Iterable[tuple[Judge, Sequence[JudgeRequest]]]`): judges sharing one backend object, each
-            with its requests.
+            with its requests (any `LoopJudge`; `mr3_reward.judge.Judge` is one).
         progress (`Callable[[int], None]`, *optional*): called with ``n`` as items reach their final judgment.
 
     Returns:
@@ -168,7 +185,7 @@ def judge_together(
     return [_finish(part, progress) for part in parts]
 
 
-def _checked(judge: Judge, requests: Any) -> list[JudgeRequest]:
+def _checked(judge: LoopJudge, requests: Any) -> list[JudgeRequest]:
     if isinstance(requests, JudgeRequest):
         raise TypeError("judge() takes a list of JudgeRequest; for one request use judge([request]) or judge_one(request)")
     if requests is None or isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Iterable):
@@ -183,7 +200,7 @@ def _checked(judge: Judge, requests: Any) -> list[JudgeRequest]:
     return requests
 
 
-def _part(judge: Judge, requests: list[JudgeRequest]) -> _Part:
+def _part(judge: LoopJudge, requests: list[JudgeRequest]) -> _Part:
     prepared = judge.prepare_many(requests)
     keys = tuple([p.key for p in prepared])
     found: dict[str, Judgment] = {}
@@ -228,9 +245,8 @@ def _generate(backend: Any, items: list[_Item], progress: Callable[[int], None] 
             sampling = samplings.get(id(it.judge))
             if sampling is None:
                 sampling = samplings[id(it.judge)] = _attempt_sampling(it.judge.sampling, attempt)
-            asked.append(built(GenerationRequest, {"prompt": it.rendered.prompt, "sampling": sampling,
-                                                   "labels": it.rendered.labels, "stop": (), "regex": None,
-                                                   "thinking_language": it.language}))
+            asked.append(GenerationRequest(it.rendered.prompt, sampling, it.rendered.labels,
+                                           thinking_language=it.language))
         sent, slots = _merged(asked) if merge else (asked, range(len(asked)))
         gens = engine_round(backend, sent)
         still = []
@@ -274,10 +290,10 @@ def _record(it: _Item, gen: Generation, attempt: int) -> bool:
     it.prompt_tokens += gen.prompt_tokens
     it.completion_tokens += gen.completion_tokens
     rendered = it.rendered
-    it.result = j = _judgment_of(gen, rendered, {
-        "attempts": attempt + 1, "prompt_tokens": it.prompt_tokens, "completion_tokens": it.completion_tokens,
-        "neutralized_lines": rendered.neutralized_lines, "truncated_input": rendered.truncated_input,
-    })
+    it.result = j = judgment_from_generation(
+        gen, rendered, attempts=attempt + 1, prompt_tokens=it.prompt_tokens, completion_tokens=it.completion_tokens,
+        neutralized_lines=rendered.neutralized_lines, truncated_input=rendered.truncated_input,
+    )
     return j.ok or attempt >= it.judge.max_retries
 
 
@@ -293,10 +309,8 @@ def _finish(part: _Part, progress: Callable[[int], None] | None) -> list[Judgmen
     hits = sum(k in found for k in keys) if found else 0
     if progress and len(keys) > len(part.first):  # cache hits and duplicates are done without the engine
         progress(len(keys) - len(part.first))
-    judge.last_stats = {
+    judge.record_stats({
         "requests": len(keys), "cache_hits": hits, "duplicates": len(keys) - hits - len(part.first),
         "engine_items": len(part.first),
-    }
-    if judge.engine_info is not None:  # a shared pool collects its clients' statistics
-        judge.engine_info.observe(judge.last_stats)
+    })
     return out

@@ -166,9 +166,9 @@ def test_judges_sharing_an_engine_judge_together_one_engine_call_a_round():
         judge_together([(Judge(backend=FakeBackend()), reqs(1)), (Judge(backend=FakeBackend()), reqs(1))])
 
 
-def test_objects_built_on_the_hot_path_are_whole_and_equal_to_their_constructors():
-    # The rendered and chat prompts, the engine request and the judgment are built without their constructors
-    # (`mr3_reward.frozen.built`): each must hold exactly its class's fields and equal the constructed one.
+def test_objects_of_the_judging_loop_are_whole_and_equal_to_their_constructed_twins():
+    # The rendered and chat prompts, the engine request and the judgment the loop makes each hold exactly
+    # their class's fields and equal the same object built from those fields.
     import dataclasses
 
     from mr3_reward.backends.base import GenerationRequest
@@ -194,16 +194,15 @@ def test_objects_built_on_the_hot_path_are_whole_and_equal_to_their_constructors
 
 
 def test_cache_keys_are_the_documented_digest_and_never_drift():
-    # A judge keys a request as digest_parts(config digest, system, user, prefix, *labels), however it
-    # computes that (it keeps the hash state of each system message and the bytes of each prefix and labels).
-    # The bytes hashed are pinned too: a change would orphan every existing cache file.
+    # A judge keys a request as digest_parts(config digest, system, user, prefix, *labels), the first time
+    # and every time after. The bytes hashed are pinned too: a change would orphan every existing cache file.
     from mr3_reward.cache import cache_key, digest_parts
 
     assert digest_parts("config", "ä", "<think>", "A") == "f8c523f6232a3f666a817479309196f1aeaf2b2c39d27caef441e10e3ded998c"
     judge = Judge("m", backend=None)
     requests = [JudgeRequest(task="pairwise", prompt=f"q{i}", responses=("a", "b"), id=str(i)) for i in range(6)]
     requests.append(JudgeRequest(task="binary", prompt="lone \ud800 surrogate", responses=("x",)))
-    for request in requests * 2:  # the second time from the kept states
+    for request in requests * 2:  # the second time with the config digest made the first time
         rendered = judge.render(request)
         p = rendered.prompt
         assert judge.key(rendered) == digest_parts(cache_key(judge.config_key()), p.system, p.user, p.prefix,
@@ -212,10 +211,9 @@ def test_cache_keys_are_the_documented_digest_and_never_drift():
 
 def test_recent_requests_are_remembered_with_their_judgment_only_and_bounded(monkeypatch):
     # A repeated request the cache holds is answered from the judge's memory (no render, no lookup), which
-    # keeps each request's key and judgment fields but not its rendered prompt, and at most about
-    # RECENT_REQUESTS.
+    # keeps each request's key and judgment but not its rendered prompt, and at most about RECENT_REQUESTS.
     import mr3_reward.judge as judge_module
-    from mr3_reward.templates import RenderedPrompt
+    from mr3_reward.types import Judgment
 
     monkeypatch.setattr(judge_module, "RECENT_REQUESTS", 8)
     engine = FakeBackend()
@@ -223,9 +221,8 @@ def test_recent_requests_are_remembered_with_their_judgment_only_and_bounded(mon
     requests = [JudgeRequest(task="binary", prompt=f"q{i}", responses=("a",)) for i in range(30)]
     first = judge.judge(requests)
     assert 8 <= len(judge._recent) <= 10
-    for key, fields in judge._recent.values():  # [key, fields] per request
-        assert isinstance(key, str) and type(fields) is dict and fields["meta"]["cached"]
-        assert not any(isinstance(v, RenderedPrompt) for v in fields.values())
+    for key, judgment in judge._recent.values():  # (key, judgment) per request
+        assert isinstance(key, str) and type(judgment) is Judgment
     calls, rendered = engine.calls, []
     monkeypatch.setattr(judge.renderer, "render_within", lambda *a: rendered.append(a) or pytest.fail("rendered"))
     again = judge.judge(requests[-8:])

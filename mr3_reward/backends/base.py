@@ -3,6 +3,7 @@ rendered prompt into the exact text the model sees."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -83,28 +84,86 @@ class Backend(Protocol):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]: ...
 
 
+# What a backend may declare about itself, each capability on its own: the judge reads every one a backend
+# declares, whatever else it declares (`Judge`), and uses its default for each one it does not.
+
+
 @runtime_checkable
-class EngineInfo(Protocol):
-    """The optional capability a backend may declare, all of it or none: what the judge reads from it.
-
-    A backend with every member below is an ``EngineInfo`` (``isinstance`` checks that); the judge reads
-    these through this protocol only, and uses its defaults for a backend that is not one.
-
-    revision (`str | None`): the model revision it serves; part of every cache key.
-    max_model_len (`int | None`): its context in tokens (prompt plus generation), None when unknown; the
-        judge fits long inputs to it.
-    count_tokens(prompt): the tokens ``prompt`` takes in its context, chat template included, counted
-        with its own tokenizer.
-    observe(stats): the judge's statistics after each call (a shared pool aggregates its clients'; a local
-        engine ignores them).
-    """
+class HasRevision(Protocol):
+    """revision (`str | None`): the model revision the backend serves; part of every cache key, so a changed
+    model never serves the judgments of the old one."""
 
     revision: str | None
+
+
+@runtime_checkable
+class HasContext(Protocol):
+    """max_model_len (`int | None`): the backend's context in tokens (prompt plus generation), None when
+    unknown; the judge fits long inputs to it."""
+
     max_model_len: int | None
+
+
+@runtime_checkable
+class CountsTokens(Protocol):
+    """count_tokens(prompt): the tokens ``prompt`` takes in the backend's context, chat template included,
+    counted with its own tokenizer; the judge fits long inputs by it (an estimate otherwise)."""
 
     def count_tokens(self, prompt: ChatPrompt) -> int: ...
 
+
+@runtime_checkable
+class Observes(Protocol):
+    """observe(stats): the judge's statistics after each call (a shared pool aggregates its clients'; a local
+    engine ignores them)."""
+
     def observe(self, stats: Mapping[str, int]) -> None: ...
+
+
+@runtime_checkable
+class EngineInfo(HasRevision, HasContext, CountsTokens, Observes, Protocol):
+    """Every capability above at once, as each engine of this package declares them. The judge does not need
+    all of them: it reads each of `HasRevision`, `HasContext`, `CountsTokens` and `Observes` on its own."""
+
+
+@runtime_checkable
+class _HasContextLength(Protocol):
+    # The name `HasContext.max_model_len` had in an earlier README; read until the next minor version.
+    context_length: int | None
+
+
+class _RenamedContext:
+    """A backend that declares its context as ``context_length``, read as `HasContext`."""
+
+    def __init__(self, backend: _HasContextLength) -> None:
+        self.backend = backend
+
+    @property
+    def max_model_len(self) -> int | None:
+        return self.backend.context_length
+
+
+def declared_context(backend: object) -> HasContext | None:
+    """Where to read ``backend``'s context: the backend itself when it is a `HasContext`, or None when it
+    declares none. A backend written against an earlier README declares ``context_length`` instead: it still
+    works until the next minor version, with a `DeprecationWarning` that names ``max_model_len``.
+
+    >>> class Old:
+    ...     context_length = 4096
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True):
+    ...     warnings.simplefilter("always")
+    ...     declared_context(Old()).max_model_len
+    4096
+    """
+    if isinstance(backend, HasContext):
+        return backend
+    if isinstance(backend, _HasContextLength):
+        warnings.warn(f"{type(backend).__name__}.context_length is deprecated and will stop being read in the "
+                      "next minor version: rename it to max_model_len (the HasContext capability)",
+                      DeprecationWarning, stacklevel=3)
+        return _RenamedContext(backend)
+    return None
 
 
 @runtime_checkable

@@ -21,9 +21,9 @@ API) and `store` (the SQLite file). The store reads its settings from `mr3_rewar
 that is the module to patch; the constants here are copies for reading.
 """
 
-# PromptKeys, digest_bytes, digest_parts and the constants are not in __all__ but are importable here.
+# digest_bytes, digest_parts and the constants are not in __all__ but are importable here.
 from mr3_reward.cache.judgment_cache import JudgmentCache
-from mr3_reward.cache.keys import PromptKeys, cache_key, default_cache_path, digest_bytes, digest_parts
+from mr3_reward.cache.keys import cache_key, default_cache_path, digest_bytes, digest_parts
 from mr3_reward.cache.store import (
     BUSY_TIMEOUT_S,
     DISK_RETRY_AFTER_S,

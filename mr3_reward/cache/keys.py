@@ -14,9 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PromptKeys", "cache_key", "default_cache_path", "digest_bytes", "digest_parts"]
-
-RECENT_PARTS = 1024  # system messages and (prefix, labels) a `PromptKeys` keeps
+__all__ = ["cache_key", "default_cache_path", "digest_bytes", "digest_parts"]
 
 
 def _canonical_default(obj: Any) -> Any:
@@ -76,9 +74,8 @@ def cache_key(*parts: object) -> str:
 
 
 def digest_parts(*parts: str) -> str:
-    """sha256 hex over strings, each length-prefixed (so part boundaries cannot shift): the fast key for
-    the hot path, where the parts are already strings (a config digest and the rendered prompt). A caller
-    whose keys share leading and trailing parts keeps them: `PromptKeys`.
+    """sha256 hex over strings, each length-prefixed (so part boundaries cannot shift): the key of a judgment,
+    whose parts are already strings (a config digest and the rendered prompt; see `mr3_reward.judge.Judge.key`).
 
     Args:
         *parts (`str`): the strings that identify one judgment.
@@ -95,47 +92,12 @@ def digest_parts(*parts: str) -> str:
 
 
 def digest_bytes(*parts: str) -> bytes:
-    """What `digest_parts` hashes for ``parts``: each part's UTF-8 size (8 bytes, big-endian), then the part.
-    A caller whose keys end with the same parts keeps these bytes for them."""
+    """What `digest_parts` hashes for ``parts``: each part's UTF-8 size (8 bytes, big-endian), then the part."""
     out = []
     for part in parts:
         data = part.encode("utf-8", "surrogatepass")
         out += (len(data).to_bytes(8, "big"), data)
     return b"".join(out)
-
-
-class PromptKeys:
-    """The cache keys of rendered prompts under one configuration: ``digest_parts(config_digest, system, user,
-    prefix, *labels)``, computed from kept parts. Prompts of one template share the leading parts (kept as a
-    hash state per system message) and the trailing ones (kept as their bytes), so a key hashes only the
-    user message anew. At most `RECENT_PARTS` of each are kept.
-
-    >>> keys = PromptKeys("config")
-    >>> keys.key("system", "user", "<think>", ("A", "B")) == digest_parts("config", "system", "user", "<think>",
-    ...                                                                   "A", "B")
-    True
-    """
-
-    def __init__(self, config_digest: str) -> None:
-        self.config_digest = config_digest
-        self._states: dict[str, Any] = {}  # system message -> hash state after the config digest and it
-        self._tails: dict[tuple, bytes] = {}  # (prefix, labels) -> their bytes, which end every key
-
-    def key(self, system: str, user: str, prefix: str, labels: tuple[str, ...]) -> str:
-        state = self._states.get(system)
-        if state is None:
-            if len(self._states) >= RECENT_PARTS:
-                self._states.clear()
-            state = self._states[system] = hashlib.sha256(digest_bytes(self.config_digest, system))
-        tail = self._tails.get((prefix, labels))
-        if tail is None:
-            if len(self._tails) >= RECENT_PARTS:
-                self._tails.clear()
-            tail = self._tails[(prefix, labels)] = digest_bytes(prefix, *labels)
-        h = state.copy()
-        h.update(digest_bytes(user))
-        h.update(tail)
-        return h.hexdigest()
 
 
 def default_cache_path() -> Path:

@@ -24,7 +24,7 @@ from mr3_reward.parsing.fallback import _BareValue
 from mr3_reward.parsing.labels import _coerce_labels, _match, normalize_label
 from mr3_reward.types import THINK_CLOSE, THINK_OPEN, Failure, Judgment, Rubric
 
-__all__ = ["parse_judgment", "normalize_label", "read_judgment"]
+__all__ = ["parse_judgment", "normalize_label"]
 
 # doctest.testmod(parsing) (tests/test_parsing.py) only collects objects defined in this module;
 # naming the re-exported function here keeps its examples in that run.
@@ -40,12 +40,8 @@ def _failed(text: str, truncated: bool, fields: dict[str, Any], failure: Failure
             **meta: Any) -> Judgment:
     """A judgment without a score; generation cut off by the token limit is the cause to report."""
     failure = Failure.TRUNCATED if truncated else failure
-    fields["failure"] = failure.value
-    fields["explanation"] = meta.pop("explanation", None)
-    fields["reasoning"] = reasoning
-    fields["raw"] = text
-    fields["meta"] = meta
-    return Judgment.from_fields(fields)
+    return Judgment(score=None, failure=failure.value, explanation=meta.pop("explanation", None),
+                    reasoning=reasoning, raw=text, meta=meta, **fields)
 
 
 def parse_judgment(
@@ -105,41 +101,20 @@ def parse_judgment(
     >>> parse_judgment("</think>{'score': 8}", [str(i) for i in range(1, 8)]).failure
     'label_not_in_rubric'
     """
-    return read_judgment(text, labels, prefix, truncated, fields)
-
-
-def read_judgment(text: str, labels: Sequence[str] | Rubric, prefix: str, truncated: bool,
-                  fields: dict[str, Any]) -> Judgment:
-    """`parse_judgment` with the other fields as a dict of its caller's, which it completes into the judgment
-    (the judging loop's per-judgment fields are then not repacked at every call)."""
     if not isinstance(text, str):
         raise TypeError(f"parse_judgment needs the generated text as a str; got {type(text).__name__}")
     label_tuple = _coerce_labels(labels)
     if not label_tuple:
         raise ValueError("parse_judgment needs the rubric's labels; got none")
-    prefix = prefix or ""
+    return _read(text, label_tuple, prefix or "", truncated, fields)
 
-    prompt_thought = _strip_open_tag(prefix)
-    generated = _strip_open_tag(text)
 
-    close = generated.rfind(THINK_CLOSE)
-    delimited = True  # whether we know where the answer starts
-    if close >= 0:
-        reasoning = (prompt_thought + generated[:close]).strip()
-        answer = generated[close + len(THINK_CLOSE) :]
-    elif THINK_CLOSE in prompt_thought:
-        # The prompt closed the thinking itself (no-thinking mode): everything generated is the answer.
-        reasoning = prompt_thought[: prompt_thought.rfind(THINK_CLOSE)].strip()
-        answer = generated
-    elif truncated:
+def _read(text: str, labels: tuple[str, ...], prefix: str, truncated: bool, fields: dict[str, Any]) -> Judgment:
+    """`parse_judgment` once its arguments are checked."""
+    reasoning, answer, delimited = _split(_strip_open_tag(prefix), _strip_open_tag(text), truncated)
+    if answer is None:
         # Cut off mid-thought: any object in it is reasoning, not an answer.
-        return _failed(text, truncated, fields, Failure.TRUNCATED, (prompt_thought + generated).strip())
-    else:
-        # No think tags at all: search everything, as the reference does.
-        reasoning = ""
-        answer = generated
-        delimited = False
-
+        return _failed(text, truncated, fields, Failure.TRUNCATED, reasoning)
     if not answer or answer.isspace():
         return _failed(text, truncated, fields, Failure.NO_ANSWER, reasoning)
 
@@ -149,25 +124,28 @@ def read_judgment(text: str, labels: Sequence[str] | Rubric, prefix: str, trunca
         return _failed(text, truncated, fields, Failure.BAD_JSON if attempted else Failure.NO_ANSWER, reasoning)
 
     raw_value = str(found.value) if isinstance(found.value, _BareValue) else found.value
-    score = _match(raw_value, label_tuple)
+    score = _match(raw_value, labels)
     if score is None and isinstance(found.value, _BareValue):
         words = found.value.split(maxsplit=1)
         if len(words) > 1:
-            score = _match(words[0], label_tuple)
+            score = _match(words[0], labels)
     if score is None:
-        return _failed(
-            text,
-            truncated,
-            fields,
-            Failure.LABEL_NOT_IN_RUBRIC,
-            reasoning,
-            explanation=found.explanation,
-            raw_score=raw_value,
-            parsed_with=found.parsed_with,
-        )
-    fields["score"] = score
-    fields["explanation"] = found.explanation
-    fields["reasoning"] = reasoning
-    fields["raw"] = text
-    fields["meta"] = {"parsed_with": found.parsed_with}
-    return Judgment.from_fields(fields)
+        return _failed(text, truncated, fields, Failure.LABEL_NOT_IN_RUBRIC, reasoning,
+                       explanation=found.explanation, raw_score=raw_value, parsed_with=found.parsed_with)
+    return Judgment(score=score, explanation=found.explanation, reasoning=reasoning, raw=text,
+                    meta={"parsed_with": found.parsed_with}, **fields)
+
+
+def _split(prompt_thought: str, generated: str, truncated: bool) -> tuple[str, str | None, bool]:
+    """(reasoning, answer, whether we know where the answer starts) of a generation, each without its
+    opening ``<think>``; the answer is None for a generation cut off mid-thought."""
+    close = generated.rfind(THINK_CLOSE)
+    if close >= 0:
+        return (prompt_thought + generated[:close]).strip(), generated[close + len(THINK_CLOSE) :], True
+    if THINK_CLOSE in prompt_thought:
+        # The prompt closed the thinking itself (no-thinking mode): everything generated is the answer.
+        return prompt_thought[: prompt_thought.rfind(THINK_CLOSE)].strip(), generated, True
+    if truncated:
+        return (prompt_thought + generated).strip(), None, True
+    # No think tags at all: search everything, as the reference does.
+    return "", generated, False

@@ -156,7 +156,8 @@ class MR3Reward:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        for name, value in state.items():
+            setattr(self, name, value)
         if self.judge is None:
             self.judge = Judge(**self._judge_args)
 

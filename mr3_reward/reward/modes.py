@@ -11,17 +11,17 @@ cell that cannot be used: `cell_problems`); the scorers then judge the rest in o
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Any
 
 from mr3_reward.debias import PairVerdict, judge_pairs, pair_schedule
 from mr3_reward.reward.options import REFERENCE_MODES, RewardConfig
-from mr3_reward.reward.rows import group_key, reference_text, request_for
+from mr3_reward.reward.rows import group_key, reference_text, stable_prompt_id
 from mr3_reward.scoring import single_value
 from mr3_reward.templates import DEFAULT_LABELS
-from mr3_reward.types import Judgment, Rubric, label_problem
+from mr3_reward.types import JudgeRequest, Judgment, Rubric, label_problem
 
 log = logging.getLogger("mr3_reward.reward")
 
@@ -119,6 +119,30 @@ CELL_CHECKS: dict[str, Callable[[Any, RewardConfig], str | None]] = {
     "rubric": _rubric_cell, "reference": _reference_cell, "language": _language_cell,
     "task_description": _task_description_cell, "id": _id_cell,
 }
+
+
+def request_for(
+    row: Mapping[str, Any], config: RewardConfig, responses: tuple[str, ...], reference: str | None = None
+) -> JudgeRequest:
+    """The judge request for a row: its own rubric, task description and language, else the reward's.
+
+    config (`RewardConfig`): the reward's task and defaults (``task``, ``rubric``, ``task_description``, ``language``).
+    responses (`tuple[str, ...]`): what is judged: the completion, or the two sides of a pair.
+    reference (`str`, *optional*): a reference answer shown to the judge.
+
+    The row's cells have passed `screen`: a cell left empty takes the reward's default.
+    """
+    return JudgeRequest(
+        task=config.task,
+        prompt=row["prompt"],
+        responses=responses,
+        rubric=row.get("rubric") or config.rubric,
+        task_description=row.get("task_description") or config.task_description,
+        language=row.get("language") or config.language,
+        reference=reference,
+        # One id per prompt: every completion of a prompt sees the same rubric variant.
+        id=str(row["id"]) if row.get("id") is not None else stable_prompt_id(row["prompt"]),
+    )
 
 
 def pair_reward(p: float | None, config: RewardConfig) -> float | None:

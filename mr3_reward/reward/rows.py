@@ -13,12 +13,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from numbers import Real
-from typing import TYPE_CHECKING, Any
-
-from mr3_reward.types import JudgeRequest
-
-if TYPE_CHECKING:  # options imports COLUMNS from here
-    from mr3_reward.reward.options import RewardConfig
+from typing import Any
 
 # Logical inputs read from dataset columns, and the column each is read from by default.
 COLUMNS = {"rubric": "rubric", "reference": "reference", "language": "language",
@@ -144,27 +139,3 @@ def reference_text(value: Any) -> str | None:
 def group_key(row: Mapping[str, Any]) -> str:
     """Completions of one prompt (same reference and rubric) form a group."""
     return json.dumps([row["prompt"], row.get("reference"), row.get("rubric")], sort_keys=True, default=str)
-
-
-def request_for(
-    row: Mapping[str, Any], config: RewardConfig, responses: tuple[str, ...], reference: str | None = None
-) -> JudgeRequest:
-    """The judge request for a row: its own rubric, task description and language, else the reward's.
-
-    config (`RewardConfig`): the reward's task and defaults (``task``, ``rubric``, ``task_description``, ``language``).
-    responses (`tuple[str, ...]`): what is judged: the completion, or the two sides of a pair.
-    reference (`str`, *optional*): a reference answer shown to the judge.
-
-    The row's cells have passed `mr3_reward.reward.modes.screen`: a cell left empty takes the reward's default.
-    """
-    return JudgeRequest(
-        task=config.task,
-        prompt=row["prompt"],
-        responses=responses,
-        rubric=row.get("rubric") or config.rubric,
-        task_description=row.get("task_description") or config.task_description,
-        language=row.get("language") or config.language,
-        reference=reference,
-        # One id per prompt: every completion of a prompt sees the same rubric variant.
-        id=str(row["id"]) if row.get("id") is not None else stable_prompt_id(row["prompt"]),
-    )

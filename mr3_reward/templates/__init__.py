@@ -10,7 +10,8 @@ re-indented, and task families differ only in three whitespace joints, captured 
 One module per concern, in the order a request flows through them: ``modes`` (which language the
 template text and the reasoning are in), ``builtin`` (our English templates) or ``packs`` (official
 rubric packs) for the words, ``variants`` (the rubric variant a sample id picks), ``neutralization``
-(forged headers in user text), ``layout`` (the byte layout), ``renderer`` (`Renderer`), ``fit`` (the
+(forged headers in user text), ``layout`` (the byte layout), ``renderer`` (`Renderer`, and the
+`TEMPLATE_VERSION` of what it renders), ``rendered`` (`RenderedPrompt`, what it gives), ``fit`` (the
 judge's input limit) and ``reference`` (the reference implementation's rendering).
 """
 
@@ -30,12 +31,9 @@ from mr3_reward.templates.modes import LanguageMode
 from mr3_reward.templates.neutralization import header_keys, neutralize
 from mr3_reward.templates.packs import RubricPack
 from mr3_reward.templates.reference import conversation_text, render_reference
-from mr3_reward.templates.renderer import RenderedPrompt, Renderer
+from mr3_reward.templates.rendered import RenderedPrompt
+from mr3_reward.templates.renderer import TEMPLATE_VERSION, Renderer
 from mr3_reward.templates.variants import choose_rubric, stable_seed
-
-# Bump when the bytes a request renders to change: it is part of every cache key (`Renderer.key` reads it
-# from here when asked).
-TEMPLATE_VERSION = "mr3-1"
 
 __all__ = [
     "BUILTIN",

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from mr3_reward.backends.base import ChatPrompt
+from mr3_reward.templates.rendered import RenderedPrompt
 from mr3_reward.types import JudgeRequest
-
-if TYPE_CHECKING:  # the renderer imports this module; only annotations need its types
-    from mr3_reward.templates.renderer import RenderedPrompt
 
 # What replaces the end of a response cut to fit the judge's input limit: the judge sees that the text
 # goes on, so an abrupt end is not held against the response.

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from mr3_reward.backends.base import ChatPrompt
-from mr3_reward.frozen import built
 from mr3_reward.types import THINK_OPEN
 
 _INDENT = "    "
@@ -79,4 +78,4 @@ def render_messages(
     '# Input\\n    2+2?\\n\\n    # Your Response\\n    '
     """
     prefix = THINK_OPEN + texts.forcing if force_thinking else THINK_OPEN
-    return built(ChatPrompt, {"system": system, "user": render_user(texts.tags, layout, sections), "prefix": prefix})
+    return ChatPrompt(system, render_user(texts.tags, layout, sections), prefix)

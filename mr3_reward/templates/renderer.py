@@ -8,17 +8,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import mr3_reward.templates as _package
 from mr3_reward.backends.base import ChatPrompt
-from mr3_reward.frozen import built
 from mr3_reward.templates.builtin import BUILTIN, DEFAULT_LABELS, EN_TAGS, verdict_description
 from mr3_reward.templates.fit import render_within
 from mr3_reward.templates.layout import Layout, Texts, render_messages, render_system
 from mr3_reward.templates.modes import LanguageMode
 from mr3_reward.templates.neutralization import BASE_HEADER_KEYS, may_change, neutralize
 from mr3_reward.templates.packs import FAMILIES, RubricPack
+from mr3_reward.templates.rendered import RenderedPrompt
 from mr3_reward.templates.variants import choose_frozen
 from mr3_reward.types import JudgeRequest, Rubric, TaskKind
+
+__all__ = ["TEMPLATE_VERSION", "RenderedPrompt", "Renderer"]
+
+# Bump when the bytes a request renders to change: it is part of every cache key (`Renderer.key` reads it
+# here; `mr3_reward.templates.TEMPLATE_VERSION` is this value, re-exported).
+TEMPLATE_VERSION = "mr3-1"
 
 
 @dataclass(frozen=True)
@@ -29,23 +34,6 @@ class _Template:
     layout: Layout
     response_headers: tuple[str, ...]
     solution_tag: str | None
-
-
-@dataclass(frozen=True)
-class RenderedPrompt:
-    """A rendered request: the prompt, its score labels and what rendering changed in the user's text.
-
-    neutralized_lines (`int`): forged headers and chat-control tokens escaped (see `neutralize`).
-    truncated_input (`bool`): responses were cut to fit the input limit (`Renderer.render_within`).
-    input_problem (`str`, *optional*): why the prompt cannot fit the input limit even with every response
-        cut; such a prompt is never sent to an engine.
-    """
-
-    prompt: ChatPrompt
-    labels: tuple[str, ...]
-    neutralized_lines: int = 0
-    truncated_input: bool = False
-    input_problem: str | None = None
 
 
 class Renderer:
@@ -100,8 +88,7 @@ class Renderer:
     def key(self) -> dict[str, Any]:
         """What about this renderer changes the prompt bytes (for cache keys)."""
         return {
-            # Read from the package when asked: `mr3_reward.templates.TEMPLATE_VERSION` is the one version.
-            "template_version": _package.TEMPLATE_VERSION,
+            "template_version": TEMPLATE_VERSION,
             "language_mode": self.mode.value,
             "pack": str(self.pack.path) if self.pack else None,
             "family": self.family,
@@ -190,8 +177,7 @@ class Renderer:
                     sections[i] = (header, value)
                     neutralized += n
         prompt = render_messages(system, tpl.texts, tpl.layout, sections, force_thinking=self._tgt_thinking)
-        return built(RenderedPrompt, {"prompt": prompt, "labels": labels, "neutralized_lines": neutralized,
-                                      "truncated_input": False, "input_problem": None})
+        return RenderedPrompt(prompt, labels, neutralized)
 
     def render_within(self, request: JudgeRequest, max_tokens: int, count: Callable[[ChatPrompt], int]) -> RenderedPrompt:
         """`render`, with the responses cut when the prompt would take more than ``max_tokens`` tokens by

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import mr3_reward.cache.store as cache_mod
-import mr3_reward.templates as templates
+import mr3_reward.templates.renderer as renderer
 from mr3_reward.backends.fake import FakeBackend
 from mr3_reward.cache import JudgmentCache
 from mr3_reward.judge import Judge
@@ -238,7 +238,7 @@ def test_records_of_another_model_template_or_sampling_are_never_hits(tmp_path, 
         assert judge.backend.items == 6, name
 
     # A new template version (what a change to the rendered bytes bumps) invalidates every record.
-    monkeypatch.setattr(templates, "TEMPLATE_VERSION", templates.TEMPLATE_VERSION + "-next")
+    monkeypatch.setattr(renderer, "TEMPLATE_VERSION", renderer.TEMPLATE_VERSION + "-next")
     bumped = FakeBackend()
     judge = Judge(backend=bumped, cache=path)
     judge.judge(requests)
