@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 PER_STRATEGY = ("any", "all")
@@ -89,35 +89,67 @@ def alignment_filter(
     if target_strategy not in strategies:
         raise ValueError(f"the student's strategy {target_strategy!r} was not distilled; add it to distill.strategies "
                          f"(have: {', '.join(strategies)})")
-    kept: list[dict[str, Any]] = []
-    lang: dict[str, Counter] = defaultdict(Counter)
-    reasons: Counter = Counter()
-    outcomes: dict[str, Counter] = defaultdict(Counter)
+    counts = _Counts()
+    kept = []
     for row in rows:
-        traces = row["traces"]
-        verdicts = strategy_verdicts(traces, strategies, config.per_strategy)
-        for s, ok in verdicts.items():
-            outcomes[s]["correct" if ok else "not_correct"] += 1
-        lang[row["language"]]["in"] += 1
-        if all(verdicts.values()):
-            kept.append(dict(row, aligned=True, target=_target(traces, target_strategy, correct_only=True)))
-            lang[row["language"]]["kept"] += 1
-            continue
-        failing = [s for s, ok in verdicts.items() if not ok]
-        wrong = any(t["failure"] is None and not t["correct"] for t in traces if t["strategy"] in failing)
-        reason = "incorrect" if wrong else "no_verdict"
-        reasons[reason] += 1
-        lang[row["language"]][reason] += 1
-        if config.smoke_test_keep_unaligned:
-            target = _target(traces, target_strategy, correct_only=False)
-            if target is not None:
-                kept.append(dict(row, aligned=False, target=target))
-                lang[row["language"]]["kept_unaligned"] += 1
+        decided = _filter_row(row, strategies, target_strategy, config, counts)
+        if decided is not None:
+            kept.append(decided)
+    return kept, _report(rows, kept, counts, config, target_strategy)
+
+
+@dataclass
+class _Counts:
+    """What the filter saw, row by row: per language (in, kept, each drop reason, kept unaligned), the drop
+    reasons, and per strategy whether the teacher counted as correct."""
+
+    by_language: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    reasons: Counter = field(default_factory=Counter)
+    by_strategy: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+
+
+def _filter_row(row: dict[str, Any], strategies: Sequence[str], target_strategy: str, config: FilterConfig,
+                counts: _Counts) -> dict[str, Any] | None:
+    """The row with ``aligned`` and ``target`` when it is kept, else None; counted in ``counts``."""
+    traces = row["traces"]
+    verdicts = strategy_verdicts(traces, strategies, config.per_strategy)
+    for s, ok in verdicts.items():
+        counts.by_strategy[s]["correct" if ok else "not_correct"] += 1
+    language = counts.by_language[row["language"]]
+    language["in"] += 1
+    if all(verdicts.values()):
+        language["kept"] += 1
+        return dict(row, aligned=True, target=_target(traces, target_strategy, correct_only=True))
+    reason = _drop_reason(traces, verdicts)
+    counts.reasons[reason] += 1
+    language[reason] += 1
+    target = _target(traces, target_strategy, correct_only=False) if config.smoke_test_keep_unaligned else None
+    if target is None:
+        return None
+    language["kept_unaligned"] += 1
+    return dict(row, aligned=False, target=target)
+
+
+def _drop_reason(traces: Sequence[Mapping[str, Any]], verdicts: Mapping[str, bool]) -> str:
+    """``incorrect`` when, under some failing strategy, the teacher gave a wrong label; else ``no_verdict``."""
+    failing = [s for s, ok in verdicts.items() if not ok]
+    wrong = any(t["failure"] is None and not t["correct"] for t in traces if t["strategy"] in failing)
+    return "incorrect" if wrong else "no_verdict"
+
+
+def _parser_failures(rows: Sequence[Mapping[str, Any]]) -> dict[str, Counter]:
+    """The parser's failure types of all traces, per strategy."""
     failures: dict[str, Counter] = defaultdict(Counter)
     for row in rows:
         for t in row["traces"]:
             if t["failure"] is not None:
                 failures[t["strategy"]][t["failure"]] += 1
+    return failures
+
+
+def _report(rows: list[dict[str, Any]], kept: list[dict[str, Any]], counts: _Counts, config: FilterConfig,
+            target_strategy: str) -> dict[str, Any]:
+    """The stage's report, with a warning whenever the smoke-test switch kept unaligned rows."""
     unaligned = sum(not r["aligned"] for r in kept)
     report = {
         "rows_in": len(rows),
@@ -125,14 +157,14 @@ def alignment_filter(
         "kept_aligned": len(kept) - unaligned,
         "kept_unaligned_smoke_test": unaligned,
         "dropped": len(rows) - len(kept),
-        "failed_by_reason": dict(reasons),  # rows that failed the filter (smoke-test keeps included)
-        "by_language": {k: dict(v) for k, v in sorted(lang.items())},
-        "by_strategy": {k: dict(v) for k, v in sorted(outcomes.items())},
-        "failures_by_strategy": {k: dict(v) for k, v in sorted(failures.items())},
+        "failed_by_reason": dict(counts.reasons),  # rows that failed the filter (smoke-test keeps included)
+        "by_language": {k: dict(v) for k, v in sorted(counts.by_language.items())},
+        "by_strategy": {k: dict(v) for k, v in sorted(counts.by_strategy.items())},
+        "failures_by_strategy": {k: dict(v) for k, v in sorted(_parser_failures(rows).items())},
         "per_strategy": config.per_strategy,
         "target_strategy": target_strategy,
     }
     if unaligned:
         report["warning"] = ("smoke_test_keep_unaligned kept rows the teacher did not get right under every strategy: "
                              "this SFT set is for plumbing runs only, never for a real judge")
-    return kept, report
+    return report

@@ -23,7 +23,7 @@ split or a custom pool in their layout can be used; training on the benchmark yo
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,7 +195,9 @@ def _mcq(row: Mapping[str, Any], spec: SourceSpec) -> dict[str, Any]:
     }
 
 
-ADAPTERS: dict[str, Callable[[Mapping[str, Any], SourceSpec], dict[str, Any]]] = {
+Adapter = Callable[[Mapping[str, Any], SourceSpec], dict[str, Any]]
+
+ADAPTERS: dict[str, Adapter] = {
     "native": _native,
     "mr3-pairwise": _pairwise,
     "helpsteer3": _helpsteer3,
@@ -263,44 +265,10 @@ def intake(config: IntakeConfig, root: Path) -> tuple[list[dict[str, Any]], dict
     problems: list[str] = []
     per_source: dict[str, int] = {}
     for spec in config.sources:
-        adapt = ADAPTERS[spec.format]
-        default_name = spec.name or Path(spec.path).stem
-        kept = 0
-        for i, (where, raw) in enumerate(_iter_source(spec, root)):
-            if spec.limit is not None and kept >= spec.limit:
-                break
-            try:
-                if not isinstance(raw, Mapping):
-                    raise ValueError(f"a row must be an object, got {type(raw).__name__}")
-                row = adapt(raw, spec)
-                language = raw.get(spec.columns.get("language", "language")) or spec.language or "en"
-                if config.languages and language not in config.languages:
-                    continue
-                row_id = raw.get(spec.columns.get("id", "id")) or row.get("id") or f"{default_name}-{i}"
-                row.update(
-                    id=str(row_id), language=str(language),
-                    source=spec.name or row.get("source") or default_name,
-                    family=row.get("family") or spec.family,
-                )
-                if spec.family and spec.format != "native":
-                    row["family"] = spec.family
-                JudgeRequest(task=row["task"], prompt=row["prompt"], responses=tuple(row["responses"]),
-                             language=row["language"], options=row.get("options"), id=row["id"])
-            except (ValueError, TypeError, KeyError) as exc:
-                problems.append(f"{where}: {exc}")
-                continue
-            rows.append({k: row.get(k) for k in ROW_COLUMNS})
-            kept += 1
-        per_source[spec.name or default_name] = kept
-    dupes = [k for k, n in Counter(r["id"] for r in rows).items() if n > 1]
-    if dupes:
-        problems.append(f"{len(dupes)} duplicate row id(s), e.g. {dupes[:5]}: ids pick rubric variants and must be "
-                        "unique; give the sources distinct `name`s or fix the ids")
-    if problems:
-        more = f"\n... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
-        raise ValueError(f"{len(problems)} problem(s) in the training data:\n" + "\n".join(problems[:MAX_REPORTED]) + more)
-    if not rows:
-        raise ValueError("the sources gave no rows (check data.languages and the sources' limits)")
+        source_rows = _read_source(spec, root, config.languages, problems)
+        per_source[spec.name or Path(spec.path).stem] = len(source_rows)
+        rows += source_rows
+    _raise_problems(rows, problems)
     report = {
         "rows": len(rows),
         "by_input": per_source,
@@ -310,3 +278,59 @@ def intake(config: IntakeConfig, root: Path) -> tuple[list[dict[str, Any]], dict
         "with_rubric": sum(r.get("rubric") is not None for r in rows),
     }
     return rows, report
+
+
+def _read_source(spec: SourceSpec, root: Path, languages: Sequence[str] | None,
+                 problems: list[str]) -> list[dict[str, Any]]:
+    """The rows of one source in the run's ``languages`` (all when empty), at most ``spec.limit`` of them; each bad
+    row's problem, with its file and line or index, goes to ``problems``."""
+    adapt = ADAPTERS[spec.format]
+    default_name = spec.name or Path(spec.path).stem
+    rows: list[dict[str, Any]] = []
+    for i, (where, raw) in enumerate(_iter_source(spec, root)):
+        if spec.limit is not None and len(rows) >= spec.limit:
+            break
+        try:
+            row = _read_row(raw, i, spec, adapt, default_name, languages)
+        except (ValueError, TypeError, KeyError) as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if row is not None:
+            rows.append({k: row.get(k) for k in ROW_COLUMNS})
+    return rows
+
+
+def _read_row(raw: Any, i: int, spec: SourceSpec, adapt: Adapter, default_name: str,
+              languages: Sequence[str] | None) -> dict[str, Any] | None:
+    """Source row ``i`` as a training row with its id, language, source and family, or None when its language is
+    not wanted; raises what is wrong with it (a `JudgeRequest` must accept it)."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"a row must be an object, got {type(raw).__name__}")
+    row = adapt(raw, spec)
+    language = raw.get(spec.columns.get("language", "language")) or spec.language or "en"
+    if languages and language not in languages:
+        return None
+    row_id = raw.get(spec.columns.get("id", "id")) or row.get("id") or f"{default_name}-{i}"
+    row.update(
+        id=str(row_id), language=str(language),
+        source=spec.name or row.get("source") or default_name,
+        family=row.get("family") or spec.family,
+    )
+    if spec.family and spec.format != "native":
+        row["family"] = spec.family
+    JudgeRequest(task=row["task"], prompt=row["prompt"], responses=tuple(row["responses"]),
+                 language=row["language"], options=row.get("options"), id=row["id"])
+    return row
+
+
+def _raise_problems(rows: Sequence[Mapping[str, Any]], problems: list[str]) -> None:
+    """Fail listing every bad row (up to `MAX_REPORTED`) and duplicate ids, or when no row is left."""
+    dupes = [k for k, n in Counter(r["id"] for r in rows).items() if n > 1]
+    if dupes:
+        problems.append(f"{len(dupes)} duplicate row id(s), e.g. {dupes[:5]}: ids pick rubric variants and must be "
+                        "unique; give the sources distinct `name`s or fix the ids")
+    if problems:
+        more = f"\n... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
+        raise ValueError(f"{len(problems)} problem(s) in the training data:\n" + "\n".join(problems[:MAX_REPORTED]) + more)
+    if not rows:
+        raise ValueError("the sources gave no rows (check data.languages and the sources' limits)")

@@ -300,6 +300,16 @@ def write_rubrics(
         `tuple[list[dict], dict]`: the rows (those of dropped groups removed) and a report.
     """
     todo = [r for r in rows if needs_rubric(r)] if config.enabled else []
+    groups = _groups(todo, max_example_chars)
+    results, stats = _write_all(groups, teacher, sampling, config, shard_dir)
+    out, dropped = _fill_rows(rows, {(g["source"], g["task"]): g for g in results}, config)
+    report = _report(out, todo, groups, results, config, dropped, stats)
+    return out, report
+
+
+def _groups(todo: list[dict[str, Any]], max_example_chars: int) -> list[dict[str, Any]]:
+    """One group per (source, task) of the rows that need a rubric, in that order: every gold label of its
+    rows, its first row's prompt (cut to ``max_example_chars``) as the example, and its rows' languages."""
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in todo:
         grouped[(r["source"], r["task"])].append(r)
@@ -311,37 +321,58 @@ def write_rubrics(
         example = members[0]["prompt"][:max_example_chars]
         languages = sorted({m["language"] for m in members})
         groups.append({"source": source, "task": task, "labels": labels, "example": example, "languages": languages})
+    return groups
 
-    results: list[dict[str, Any]] = []
-    stats = {"shards": 0, "shards_reused": 0, "shards_computed": 0}
-    if groups:
-        if teacher is None:
-            raise ValueError(f"{len(groups)} (source, task) group(s) need a rubric and no teacher was given")
-        if config.max_tokens is not None:
-            sampling = sampling.with_(max_tokens=min(sampling.max_tokens, config.max_tokens))
-        results, stats = run_sharded(groups, config.shard_size, shard_dir,
-                                     lambda shard: _write_groups(teacher, shard, sampling, config), label="rubrics")
-    by_key = {(g["source"], g["task"]): g for g in results}
 
+def _write_all(groups: list[dict[str, Any]], teacher: Backend | None, sampling: Sampling, config: RubricConfig,
+               shard_dir: Path | None) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The teacher's rubrics for ``groups`` (one record each, see `_write_groups`), shard by shard with
+    checkpoints, and the shard counts; no teacher call when no group needs one."""
+    if not groups:
+        return [], {"shards": 0, "shards_reused": 0, "shards_computed": 0}
+    if teacher is None:
+        raise ValueError(f"{len(groups)} (source, task) group(s) need a rubric and no teacher was given")
+    if config.max_tokens is not None:
+        sampling = sampling.with_(max_tokens=min(sampling.max_tokens, config.max_tokens))
+    return run_sharded(groups, config.shard_size, shard_dir,
+                       lambda shard: _write_groups(teacher, shard, sampling, config), label="rubrics")
+
+
+def _fill_rows(rows: list[dict[str, Any]], by_key: Mapping[tuple[str, str], dict[str, Any]],
+               config: RubricConfig) -> tuple[list[dict[str, Any]], int]:
+    """The rows with their group's rubric filled in, and how many were dropped: a row of an invalid group
+    keeps the template's rubric or is dropped, as ``config.on_invalid`` says; other rows pass unchanged."""
     out, dropped = [], 0
     for row in rows:
         g = by_key.get((row["source"], row["task"])) if needs_rubric(row) and config.enabled else None
         if g is None:
             out.append(row)
         elif g["status"] == "written":
-            row = dict(row, task_description=g["task_description"],
-                       rubric=encode_rubric(choose_rubric(_variants(g["variants"]), row["id"])))
-            tr = g["translations"].get(row["language"])
-            if tr is not None:
-                row.update(task_description_tgt=tr["task_description"],
-                           rubric_tgt=encode_rubric(choose_rubric(_variants(tr["variants"]), row["id"])))
-            out.append(row)
+            out.append(_with_rubric(row, g))
         elif config.on_invalid == "template":
             out.append(row)
         else:
             dropped += 1
+    return out, dropped
+
+
+def _with_rubric(row: dict[str, Any], group: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``row`` with the variant of its group's rubric (and translation) that its id picks."""
+    row = dict(row, task_description=group["task_description"],
+               rubric=encode_rubric(choose_rubric(_variants(group["variants"]), row["id"])))
+    tr = group["translations"].get(row["language"])
+    if tr is not None:
+        row.update(task_description_tgt=tr["task_description"],
+                   rubric_tgt=encode_rubric(choose_rubric(_variants(tr["variants"]), row["id"])))
+    return row
+
+
+def _report(out: list[dict[str, Any]], todo: list[dict[str, Any]], groups: list[dict[str, Any]],
+            results: list[dict[str, Any]], config: RubricConfig, dropped: int,
+            stats: Mapping[str, int]) -> dict[str, Any]:
+    """The stage's report: rows and groups in and out, teacher answers, failures and their reasons."""
     status = Counter(g["status"] for g in results)
-    report = {
+    return {
         "rows": len(out),
         "rows_needing_rubric": len(todo),
         "groups": len(groups),
@@ -357,4 +388,3 @@ def write_rubrics(
         "groups_detail": [{k: g[k] for k in ("source", "task", "status", "attempts")} for g in results],
         **stats,
     }
-    return out, report

@@ -270,11 +270,8 @@ def train_sft(
             "A weak teacher is never right under all strategies: use a stronger teacher (plumbing runs can set "
             "filter.smoke_test_keep_unaligned: true)"
         )
-    callbacks = list(callbacks or [])
-    if settings.snapshots:
-        (work_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
-        callbacks.append(snapshot_callback(work_dir / SNAPSHOTS))
-    trainer = build_trainer(examples, settings, work_dir, tokenizer=tokenizer, callbacks=callbacks)
+    trainer = build_trainer(examples, settings, work_dir, tokenizer=tokenizer,
+                            callbacks=_with_snapshots(callbacks, settings, work_dir))
     resume = any(work_dir.glob("checkpoint-*"))
     if resume:
         logger.info("sft: resuming from the last checkpoint in %s", work_dir)
@@ -284,16 +281,7 @@ def train_sft(
     trainer.accelerator.wait_for_everyone()  # under accelerate, every rank is done before rank 0 commits
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(out))
-        facts = {
-            "language_mode": LanguageMode.parse(settings.language_mode).value,
-            "template_version": TEMPLATE_VERSION,
-            "pack": str(renderers.pack.path) if renderers.pack else None,
-            "base_model": settings.student,
-            "settings": asdict(settings),
-            "examples": len(examples),
-            "unaligned_smoke_test_rows": report["unaligned_smoke_test_rows"],
-            **dict(info or {}),
-        }
+        facts = _training_facts(settings, renderers, len(examples), report, info)
         (out / TRAINING_INFO).write_text(json.dumps(facts, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     report.update(
         global_steps=trainer.state.global_step,
@@ -303,3 +291,27 @@ def train_sft(
         model_dir=out.name,
     )
     return examples, report, out
+
+
+def _with_snapshots(callbacks: list | None, settings: SFTSettings, work_dir: Path) -> list:
+    """The caller's callbacks, plus the one that keeps each checkpoint's model when ``settings.snapshots``."""
+    callbacks = list(callbacks or [])
+    if settings.snapshots:
+        (work_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
+        callbacks.append(snapshot_callback(work_dir / SNAPSHOTS))
+    return callbacks
+
+
+def _training_facts(settings: SFTSettings, renderers: Renderers, n_examples: int, report: Mapping[str, Any],
+                    info: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What the saved model's ``mr3_training.json`` says of how it was trained; ``info`` adds to it."""
+    return {
+        "language_mode": LanguageMode.parse(settings.language_mode).value,
+        "template_version": TEMPLATE_VERSION,
+        "pack": str(renderers.pack.path) if renderers.pack else None,
+        "base_model": settings.student,
+        "settings": asdict(settings),
+        "examples": n_examples,
+        "unaligned_smoke_test_rows": report["unaligned_smoke_test_rows"],
+        **dict(info or {}),
+    }

@@ -3,14 +3,14 @@ completion request's fields (stop strings and regular expressions included), a s
 its answer (vLLM's ``prompt_logprobs``), the served context from ``/models``, an answer as a `Generation`
 (label log-probabilities included), and a failure as a message that names the server and the fix.
 
-Each function takes the backend whose settings apply (``base_url``, ``model_id``, sampling options, the
-name of the API key's variable); the key's value is read only to scrub it from messages.
+Each function takes the backend whose settings apply, as a `Server` (``base_url``, ``model_id``, sampling
+options, the name of the API key's variable); the key's value is read only to scrub it from messages.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mr3_reward.backends.base import Generation, GenerationRequest
 from mr3_reward.backends.hf import context_problem, engine_error
@@ -18,15 +18,26 @@ from mr3_reward.backends.label_logprobs import MAX_TAIL_TOKENS, label_logprobs, 
 from mr3_reward.backends.vllm_outputs import continuation_logprob
 from mr3_reward.types import THINK_CLOSE
 
-if TYPE_CHECKING:
-    from mr3_reward.backends.openai import OpenAIBackend
-
-__all__ = ["explain_failure", "request_fields", "score_fields", "scored", "served_context", "to_generation"]
+__all__ = ["Server", "explain_failure", "request_fields", "score_fields", "scored", "served_context", "to_generation"]
 
 _MAX_MESSAGE = 400  # characters of a server's error text kept in an item's error
 
 
-def request_fields(backend: OpenAIBackend, text: str, n_tokens: int, request: GenerationRequest) -> dict[str, Any] | str:
+class Server(Protocol):
+    """The settings of one OpenAI-compatible server that shape its requests and messages; `OpenAIBackend` is
+    one. Declared here, so that this module needs nothing from the backend that calls it."""
+
+    model_id: str
+    base_url: str
+    max_model_len: int | None
+    label_logprobs: int
+    sampling_extensions: bool
+    extra_body: dict[str, Any]
+    api_key_env: str | None
+    timeout_s: float
+
+
+def request_fields(backend: Server, text: str, n_tokens: int, request: GenerationRequest) -> dict[str, Any] | str:
     """The ``completions.create`` fields for the rendered ``text`` (``n_tokens`` long) of ``request``, or why it
     cannot be sent (a prompt that leaves no room in the server's context).
 
@@ -77,7 +88,7 @@ def request_fields(backend: OpenAIBackend, text: str, n_tokens: int, request: Ge
     return fields
 
 
-def score_fields(backend: OpenAIBackend, ids: list[int]) -> dict[str, Any] | str:
+def score_fields(backend: Server, ids: list[int]) -> dict[str, Any] | str:
     """The ``completions.create`` fields that score the token-id prompt ``ids`` (`Constrains.score_continuations`):
     one greedy token, and vLLM's ``prompt_logprobs=0`` (each prompt token's log-probability); or why it cannot
     be sent."""
@@ -95,7 +106,7 @@ def scored(response: Any, ids: list[int], start: int) -> float | None:
     return continuation_logprob(steps, ids, start)
 
 
-def _context(backend: OpenAIBackend, n_tokens: int) -> str | None:
+def _context(backend: Server, n_tokens: int) -> str | None:
     if backend.max_model_len is None:
         return None
     return context_problem(
@@ -116,7 +127,7 @@ def served_context(listing: Any, model_id: str) -> int | None:
     return context
 
 
-def to_generation(backend: OpenAIBackend, response: Any, request: GenerationRequest, n_tokens: int) -> Generation:
+def to_generation(backend: Server, response: Any, request: GenerationRequest, n_tokens: int) -> Generation:
     """A completion answer as a `Generation`; one that did not finish is an engine error."""
     choices = getattr(response, "choices", None) or []
     if not choices:
@@ -161,13 +172,15 @@ def _label_logprobs(choice: Any, text: str, request: GenerationRequest) -> dict[
     return label_logprobs(text, tokens, alternatives, labels, prefix=prompt.prefix) or None
 
 
-def explain_failure(backend: OpenAIBackend, exc: BaseException, attempts: int, n_tokens: int) -> tuple[bool, str]:
+def explain_failure(backend: Server, exc: BaseException, attempts: int, n_tokens: int) -> tuple[bool, str]:
     """What an exception from one request means: (whether another attempt may help, the item's message).
 
     Connection errors, timeouts, 429 and 5xx are worth retrying; other HTTP errors (unknown model, prompt too
     long, bad key) and malformed answers are not.
     """
-    openai, base_url = backend._openai, backend.base_url
+    import openai  # present: the backend that sent the request imported it
+
+    base_url = backend.base_url
     if isinstance(exc, openai.APITimeoutError):
         return True, (
             f"no answer from {base_url} within timeout_s={backend.timeout_s:g} s, {attempts} attempt(s); "
@@ -191,7 +204,7 @@ def explain_failure(backend: OpenAIBackend, exc: BaseException, attempts: int, n
     return False, f"unexpected answer from {base_url}: {type(exc).__name__}: {_scrub(backend, str(exc))[:_MAX_MESSAGE]}"
 
 
-def _client_error(backend: OpenAIBackend, exc: Any, n_tokens: int) -> str:
+def _client_error(backend: Server, exc: Any, n_tokens: int) -> str:
     status, message = exc.status_code, _server_message(backend, exc)
     head = f"the server at {backend.base_url} rejected the request with HTTP {status}: {message}. "
     lowered = message.lower()
@@ -213,7 +226,7 @@ def _client_error(backend: OpenAIBackend, exc: Any, n_tokens: int) -> str:
     return head + "Check the request options (sampling, extra_body) against what this server accepts"
 
 
-def _server_message(backend: OpenAIBackend, exc: Any) -> str:
+def _server_message(backend: Server, exc: Any) -> str:
     body = getattr(exc, "body", None)
     message = None
     if isinstance(body, dict):
@@ -223,7 +236,7 @@ def _server_message(backend: OpenAIBackend, exc: Any) -> str:
     return _scrub(backend, str(message or getattr(exc, "message", "") or exc))[:_MAX_MESSAGE]
 
 
-def _scrub(backend: OpenAIBackend, text: str) -> str:
+def _scrub(backend: Server, text: str) -> str:
     key = os.environ.get(backend.api_key_env) if backend.api_key_env else None
     if key and len(key) >= 4:
         text = text.replace(key, "***")

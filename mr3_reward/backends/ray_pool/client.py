@@ -162,6 +162,10 @@ class JudgePool:
         self._live = [(i, h) for i, h in self._live if i != index]
         self._live_at = time.monotonic()
 
+    def _report(self, index: int, kind: str, detail: str) -> None:
+        """Tell the controller that replica ``index`` died, raised or timed out (fire and forget)."""
+        self._handle().report.remote(index, kind, detail)
+
     def observe(self, stats: Mapping[str, int]) -> None:
         """`Judge` reports each call's statistics; they reach ``mr3 serve status`` (fire and forget)."""
         self._handle().observe.remote(dict(stats))

@@ -8,16 +8,37 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mr3_reward.backends.base import Generation, GenerationRequest
 from mr3_reward.backends.hf import engine_error
-from mr3_reward.backends.ray_pool.config import _cause, _ray
-
-if TYPE_CHECKING:
-    from mr3_reward.backends.ray_pool.client import JudgePool
+from mr3_reward.backends.ray_pool.config import PoolConfig, _cause, _ray
 
 log = logging.getLogger("mr3_reward.pool")
+
+
+class Client(Protocol):
+    """What a call's routing uses of the pool's client; `JudgePool` is the one. Declared here, so that this
+    module needs nothing from the client that calls it.
+
+    ``_members`` lists the live replicas as (index, handle), ``_forget`` stops routing to one, ``_report``
+    tells the controller what went wrong with one; ``stats`` are the client's counters, which a call adds to.
+    """
+
+    name: str
+    chunk_size: int
+    max_inflight: int
+    max_attempts: int
+    stats: dict[str, int]
+
+    @property
+    def config(self) -> PoolConfig: ...
+
+    def _members(self, refresh: bool = False) -> list[tuple[int, Any]]: ...
+
+    def _forget(self, index: int) -> None: ...
+
+    def _report(self, index: int, kind: str, detail: str) -> None: ...
 
 
 @dataclass
@@ -34,7 +55,7 @@ class Dispatch:
     ref -> (chunk, replica, sent at)) and what each replica holds of this call (``load``: replica ->
     [items, estimated tokens]). `run` returns one `Generation` per request, in order."""
 
-    def __init__(self, pool: JudgePool, requests: Sequence[GenerationRequest]) -> None:
+    def __init__(self, pool: Client, requests: Sequence[GenerationRequest]) -> None:
         self.pool = pool
         self.requests = list(requests)
         self.timeout = pool.config.request_timeout_s
@@ -132,7 +153,7 @@ class Dispatch:
 
     def _retry(self, chunk: _Chunk, index: int, kind: str, detail: str) -> None:
         pool = self.pool
-        pool._handle().report.remote(index, kind, detail)
+        pool._report(index, kind, detail)
         pool._forget(index)
         chunk.error = f"replica {index} {kind}: {detail}"
         if chunk.attempts >= pool.max_attempts:
