@@ -12,21 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from mr3_reward.records import InputError, read_requests
-
-
-def _judgment_record(j) -> dict:
-    return {
-        "score": j.score,
-        "failure": j.failure,
-        "explanation": j.explanation,
-        "reasoning": j.reasoning,
-        "attempts": j.attempts,
-        "prompt_tokens": j.prompt_tokens,
-        "completion_tokens": j.completion_tokens,
-        "neutralized_lines": j.neutralized_lines,
-        **({"error": j.meta["error"]} if "error" in j.meta else {}),
-    }
+from mr3_reward.records import InputError, judgment_record, read_requests
 
 
 def _summary(console, judgments, seconds: float, judge) -> None:
@@ -97,7 +83,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     with open(out_path, "w", encoding="utf-8") as f:
         for (row, _), j in zip(pairs, judgments):
-            f.write(json.dumps({**row, "judgment": _judgment_record(j)}, ensure_ascii=False) + "\n")
+            f.write(json.dumps({**row, "judgment": judgment_record(j)}, ensure_ascii=False) + "\n")
     if not args.quiet:
         _summary(console, judgments, seconds, judge)
         console.print(f"wrote {len(judgments)} judgment(s) to {out_path}")
@@ -115,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Judge each line of a JSONL file: 'prompt' plus 'responses' (a list), 'response_a'/'response_b' or "
         "'response'; optional 'task', 'id', 'language', 'rubric', 'task_description', 'reference', 'options'."))
     j.add_argument("--input", required=True, help="JSONL file, one request per line")
-    j.add_argument("--output", required=True, help="JSONL file to write: each input line plus a 'judgment' object")
+    j.add_argument("--output", required=True, help="JSONL file to write: each input line plus a 'judgment' object "
+                   "(every Judgment field, label_probs included, and 'error')")
     j.add_argument("--task", default="auto", help="auto | pairwise | preference_strength | pointwise | binary | multiple_choice")
     add_judge_arguments(j)
     j.add_argument("--chunk", type=int, default=32, help="requests per judge call (progress granularity)")

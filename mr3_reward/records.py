@@ -1,4 +1,5 @@
-"""JSONL rows <-> JudgeRequests, with errors that name the line, the column and the fix.
+"""JSONL rows -> JudgeRequests, with errors that name the line, the column and the fix; Judgments -> the
+records the commands write (`judgment_record`).
 
 A row needs a prompt and, depending on the task, responses:
 
@@ -13,13 +14,13 @@ one or none -> binary.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mr3_reward.data import iter_jsonl  # re-exported: callers read JSONL from here
 from mr3_reward.errors import InputError
-from mr3_reward.types import JudgeRequest, TaskKind
+from mr3_reward.types import JudgeRequest, Judgment, TaskKind
 
 PROMPT_COLUMNS = ("prompt", "input", "question")
 OPTIONAL_STR_COLUMNS = ("id", "language", "task_description", "reference", "options")
@@ -105,3 +106,29 @@ def read_requests(path: str | Path, default_task: str = "auto") -> list[tuple[di
     if not out:
         raise InputError(f"input file {str(path)!r} is empty: it needs one JSON object per line")
     return out
+
+
+def judgment_record(judgment: Judgment, shown: Sequence[int] | None = None, *, meta: bool = True) -> dict[str, Any]:
+    """One judgment as ``mr3 judge`` (each line's ``judgment``) and ``mr3 label`` (each of a row's ``judgments``)
+    write it: `Judgment.to_dict`, every field, plus ``error``: the engine's message for a failure it caused
+    (``meta["error"]``; None otherwise), kept at the top where scripts have read it.
+
+    shown (`Sequence[int]`, *optional*): the indices of the row's responses in the order the judge saw them,
+        written first as ``responses`` (labeling: which responses, in which order, a judgment is about).
+    meta (`bool`): keep ``meta``. Labeling leaves it out: it holds what differs between two runs of one job
+        (``cached``), so a resumed job would not write the bytes of an uninterrupted one, and values of any
+        type the model wrote (``raw_score``), which one column of the output dataset cannot hold.
+
+    >>> j = Judgment(score="5", raw='</think>{"score": "5"}', label_probs={"5": 1.0}, meta={"parsed_with": "json"})
+    >>> record = judgment_record(j)
+    >>> record == {**j.to_dict(), "error": None}
+    True
+    >>> list(judgment_record(j, [1], meta=False))[:3], "meta" in judgment_record(j, [1], meta=False)
+    (['responses', 'score', 'failure'], False)
+    """
+    record = {} if shown is None else {"responses": list(shown)}
+    record.update(judgment.to_dict())
+    record["error"] = judgment.meta.get("error")
+    if not meta:
+        del record["meta"]
+    return record

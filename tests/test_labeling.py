@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from mr3_reward.backends.base import Generation
 from mr3_reward.backends.fake import FakeBackend
 from mr3_reward.judge import Judge
 from mr3_reward.labeling import LabelConfig, LabelRow, label, label_rows, main, read_rows
@@ -334,14 +333,9 @@ def stop_after(respond, n):
             raise Stop
         return respond(prompt, sampling)
 
-    class StoppingBackend(FakeBackend):
-        def generate(self, requests):
-            out = []
-            for r in requests:  # per item, so Stop escapes (FakeBackend turns Exceptions into engine errors)
-                out.append(Generation(text=wrapped(r.prompt, r.sampling)))
-            return out
-
-    return StoppingBackend()
+    # The reference run's engine, so the judgments (token counts included) are the same; Stop, a BaseException,
+    # escapes FakeBackend's turning of Exceptions into engine errors.
+    return FakeBackend(wrapped)
 
 
 @pytest.mark.parametrize("stop_at", [0, 5, 13, 30])

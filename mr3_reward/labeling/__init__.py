@@ -44,7 +44,7 @@ copies and a JSONL of the dropped rows on request. Columns, in order:
 | `tie` | True for an undecided pair kept by ``keep_ties`` (strategy ``pair``) |
 | `consistency` | share of this row's comparisons whose two orders agreed (None: none judged in both orders) |
 | `comparisons` | pairwise strategies: ``{a, b, p_a, consistent, forward, backward}`` with the per-order verdicts |
-| `judgments` | every judgment made: ``{responses, score, failure, explanation}``, ``responses`` in the order shown |
+| `judgments` | every judgment made (`mr3_reward.records.judgment_record`): ``responses`` in the order shown, then every `Judgment` field but ``meta`` (``label_probs`` included), then ``error`` |
 | `judge_model` | the judge's model id |
 
 Dropped rows (``dropped=...``) carry the same columns plus ``reason``, with ``chosen`` / ``rejected`` None.

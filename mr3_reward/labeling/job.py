@@ -4,6 +4,11 @@
 ``shard_size`` rows, each written whole (`mr3_reward.data.write_atomic`). A run resumes from the finished
 shards, then assembles the outputs from all of them, each put in place by one rename, and deletes the work
 folder; a kill at any point leaves files the next run of the same command recognizes.
+
+`label` takes these steps, each a function below it in this order: `_settings` (labeling config vs judge
+options), `_RayOptions`, `read_rows`, `_judges`, `_preflight` (plan and render every row), `_job_key`, `_prepare`
+(resume, start or refuse), `_label_pending` (the shards not finished yet) and `_finish` (summary, then
+`_assemble` the outputs).
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from mr3_reward.records import MAX_REPORTED
 
 META_FILE = "mr3_label.json"
 # Bump when the shard or output layout changes: a work folder of another format is not resumed.
-FORMAT_VERSION = 1
+# 2: each judgment record holds every `Judgment` field but meta (`mr3_reward.records.judgment_record`).
+FORMAT_VERSION = 2
 
 
 def _digest(value: Any) -> str:
@@ -41,9 +47,9 @@ def _digest(value: Any) -> str:
 class _Job:
     """The files of one labeling job: ``<output>.work/`` (manifest + shards) and the final outputs."""
 
-    def __init__(self, output: Path, extra: dict[str, Path | None]) -> None:
+    def __init__(self, output: Path, extra: dict[str, str | Path | None]) -> None:
         self.output = output
-        self.extra = {k: v for k, v in extra.items() if v is not None}
+        self.extra = {k: Path(v) for k, v in extra.items() if v}  # the outputs asked for besides the dataset
         self.work = output.with_name(output.name + ".work")
         self.manifest_path = self.work / "manifest.json"
 
@@ -165,6 +171,31 @@ def label(
     (1, 'Paris', 'Rome')
     """
     start = time.perf_counter()
+    config, judge_options = _settings(config, judge, options)
+    on_ray = _RayOptions(ray, ray_address, ray_actors, ray_cpus_per_actor, ray_gpus_per_actor)
+    rows = read_rows(source, config)
+    factory, driver_judge = _judges(judge, on_ray.enabled, model, backend, cache, judge_options)
+    plans = _preflight(driver_judge, rows, config)
+    key = _job_key(config, driver_judge, rows)
+    job_hash = _digest(key)
+    job = _Job(Path(output), {"jsonl": jsonl, "parquet": parquet, "dropped": dropped})
+    shards = [rows[lo:lo + config.shard_size] for lo in range(0, len(rows), config.shard_size)]
+    stats: dict[str, Any] = {"shards": len(shards), "shards_resumed": 0, "shards_labeled": 0, "requests": 0,
+                             "cache_hits": 0, "duplicates": 0, "engine_items": 0}
+    done = _prepare(job, job_hash, key, overwrite)
+    if done is not None:
+        return LabelResult(job.output, done["summary"], {**stats, "shards_resumed": len(shards), "seconds": 0.0})
+    _label_pending(job, factory, config, shards, plans, stats, on_ray, progress)
+    summary = _finish(job, len(shards), key, job_hash)
+    stats["seconds"] = time.perf_counter() - start
+    return LabelResult(job.output, summary, stats)
+
+
+# The steps of `label`, in the order it takes them.
+def _settings(config: LabelConfig | None, judge: Judge | None,
+              options: dict[str, Any]) -> tuple[LabelConfig, dict[str, Any]]:
+    """``options`` split into the labeling config (or ``config`` as given) and the judge's options; refuses both
+    ``config`` and its fields as keywords, and a ready ``judge`` with judge options."""
     config_fields = {f.name for f in dataclasses.fields(LabelConfig)}
     config_options = {k: v for k, v in options.items() if k in config_fields}
     judge_options = {k: v for k, v in options.items() if k not in config_fields}
@@ -174,71 +205,46 @@ def label(
     if judge is not None and judge_options:
         raise ValueError(f"judge=... already carries its engine and settings; drop {', '.join(sorted(judge_options))} "
                          "or build the Judge with them")
-    problems = []
-    if isinstance(ray_actors, bool) or not isinstance(ray_actors, int) or ray_actors < 1:
-        problems.append(f"ray_actors (--ray-actors) must be a positive int, got {ray_actors!r}")
-    for name, value in (("ray_cpus_per_actor", ray_cpus_per_actor), ("ray_gpus_per_actor", ray_gpus_per_actor)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-            problems.append(f"{name} (--{name.replace('_', '-')}) must be a number >= 0 of CPUs/GPUs per judge "
-                            f"actor, got {value!r}")
-    if problems:
-        raise ValueError("invalid label job: " + "; ".join(problems))
+    return config, judge_options
 
-    rows = read_rows(source, config)
-    judge_args = dict(model=model, backend=backend, cache=cache, **judge_options)
+
+@dataclass(frozen=True)
+class _RayOptions:
+    """Where the shards are labeled: with ``enabled``, on the Ray cluster at ``address`` by ``actors`` judge actors
+    of ``cpus`` CPUs and ``gpus`` GPUs each; otherwise here. Checked on construction, every problem at once."""
+
+    enabled: bool
+    address: str | None
+    actors: int
+    cpus: float
+    gpus: float
+
+    def __post_init__(self) -> None:
+        problems = []
+        if isinstance(self.actors, bool) or not isinstance(self.actors, int) or self.actors < 1:
+            problems.append(f"ray_actors (--ray-actors) must be a positive int, got {self.actors!r}")
+        for name, value in (("ray_cpus_per_actor", self.cpus), ("ray_gpus_per_actor", self.gpus)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                problems.append(f"{name} (--{name.replace('_', '-')}) must be a number >= 0 of CPUs/GPUs per judge "
+                                f"actor, got {value!r}")
+        if problems:
+            raise ValueError("invalid label job: " + "; ".join(problems))
+
+
+def _judges(judge: Judge | None, ray: bool, model: str, backend: str | Backend, cache: str | Path | None,
+            judge_options: dict[str, Any]) -> tuple[Judge | Callable[[], Judge], Judge]:
+    """The judge that labels the shards (on Ray with a named backend: a factory, from which each actor builds its
+    own) and the driver's judge, which renders the prompts and keys the job."""
     if judge is not None:
-        factory: Judge | Callable[[], Judge] = judge
-        driver_judge = judge
-    elif ray and isinstance(backend, str):
-        factory = functools.partial(Judge, **judge_args)
+        return judge, judge
+    judge_args = dict(model=model, backend=backend, cache=cache, **judge_options)
+    if ray and isinstance(backend, str):
         # The driver only renders prompts and keys the job; each actor loads the engine itself.
         revision = (judge_options.get("backend_options") or {}).get("revision")
         render_options = {k: v for k, v in judge_options.items() if k != "backend_options"}
-        driver_judge = Judge(model, backend=None, revision=revision, **render_options)
-    else:
-        driver_judge = Judge(**judge_args)
-        factory = driver_judge
-
-    plans = _preflight(driver_judge, rows, config)
-    judge_key = driver_judge.config_key()
-    key = {"format": FORMAT_VERSION, "config": config.key(), "judge": judge_key,
-           "input": {"rows": len(rows), "fingerprint": _digest([dataclasses.replace(r, where="").to_dict() for r in rows])}}
-    job_hash = _digest(key)
-    output = Path(output)
-    job = _Job(output, {"jsonl": Path(jsonl) if jsonl else None, "parquet": Path(parquet) if parquet else None,
-                        "dropped": Path(dropped) if dropped else None})
-    shards = [rows[lo:lo + config.shard_size] for lo in range(0, len(rows), config.shard_size)]
-    stats: dict[str, Any] = {"shards": len(shards), "shards_resumed": 0, "shards_labeled": 0, "requests": 0,
-                             "cache_hits": 0, "duplicates": 0, "engine_items": 0}
-
-    done = _prepare(job, job_hash, key, overwrite)
-    if done is not None:
-        return LabelResult(output, done["summary"], {**stats, "shards_resumed": len(shards), "seconds": 0.0})
-    pending = [k for k, shard in enumerate(shards) if not job.shard_done(k, len(shard))]
-    stats["shards_resumed"] = len(shards) - len(pending)
-    # Locally the bar counts judgments (the judge reports each); Ray actors report whole shards.
-    total = len(pending) if ray else sum(len(plans[r.index].requests) for k in pending for r in shards[k])
-    with _ProgressBar(progress, total, ray) as advance:
-        if ray:
-            # Shards come back in any order as they finish: each is written as it streams in.
-            for k, text, shard_stats in run_on_ray(factory, config, shards, pending, address=ray_address,
-                                                   actors=ray_actors, cpus=ray_cpus_per_actor, gpus=ray_gpus_per_actor):
-                write_atomic(job.shard_path(k), text)
-                for name, value in shard_stats.items():
-                    stats[name] = stats.get(name, 0) + value
-                stats["shards_labeled"] += 1
-                advance(1)
-        else:
-            for k in pending:
-                records = label_rows(factory, shards[k], config, progress=advance, stats=stats)
-                write_atomic(job.shard_path(k), records_text(records))
-                stats["shards_labeled"] += 1
-    records = [r for k in range(len(shards)) for r in read_jsonl(job.shard_path(k))]
-    summary = _summary(records)
-    meta = {**key, "judge_model": judge_key["model"], "config_hash": job_hash, "summary": summary}
-    _assemble(job, records, meta)
-    stats["seconds"] = time.perf_counter() - start
-    return LabelResult(output, summary, stats)
+        return functools.partial(Judge, **judge_args), Judge(model, backend=None, revision=revision, **render_options)
+    driver_judge = Judge(**judge_args)
+    return driver_judge, driver_judge
 
 
 def _preflight(judge: Judge, rows: Sequence[LabelRow], config: LabelConfig) -> list[Plan]:
@@ -258,6 +264,13 @@ def _preflight(judge: Judge, rows: Sequence[LabelRow], config: LabelConfig) -> l
         raise InputError(f"{len(problems)} row(s) cannot be rendered for the judge:\n"
                          + "\n".join(problems[:MAX_REPORTED]) + more)
     return plans
+
+
+def _job_key(config: LabelConfig, judge: Judge, rows: Sequence[LabelRow]) -> dict[str, Any]:
+    """What makes a job this job: its hash names the work folder's job and the finished outputs' (``config_hash``)."""
+    fingerprint = _digest([dataclasses.replace(r, where="").to_dict() for r in rows])
+    return {"format": FORMAT_VERSION, "config": config.key(), "judge": judge.config_key(),
+            "input": {"rows": len(rows), "fingerprint": fingerprint}}
 
 
 def _prepare(job: _Job, job_hash: str, key: dict, overwrite: bool) -> dict | None:
@@ -293,6 +306,40 @@ def _prepare(job: _Job, job_hash: str, key: dict, overwrite: bool) -> dict | Non
         job.work.mkdir(parents=True)
         job.write_manifest({"config_hash": job_hash, "key": key, "complete": False})
     return None
+
+
+def _label_pending(job: _Job, factory: Judge | Callable[[], Judge], config: LabelConfig,
+                   shards: list[list[LabelRow]], plans: list[Plan], stats: dict[str, Any], on_ray: _RayOptions,
+                   progress: bool) -> None:
+    """Label the shards that are not finished yet, each written whole as it is done; adds to ``stats``."""
+    pending = [k for k, shard in enumerate(shards) if not job.shard_done(k, len(shard))]
+    stats["shards_resumed"] = len(shards) - len(pending)
+    # Locally the bar counts judgments (the judge reports each); Ray actors report whole shards.
+    total = len(pending) if on_ray.enabled else sum(len(plans[r.index].requests) for k in pending for r in shards[k])
+    with _ProgressBar(progress, total, on_ray.enabled) as advance:
+        if on_ray.enabled:
+            # Shards come back in any order as they finish: each is written as it streams in.
+            for k, text, shard_stats in run_on_ray(factory, config, shards, pending, address=on_ray.address,
+                                                   actors=on_ray.actors, cpus=on_ray.cpus, gpus=on_ray.gpus):
+                write_atomic(job.shard_path(k), text)
+                for name, value in shard_stats.items():
+                    stats[name] = stats.get(name, 0) + value
+                stats["shards_labeled"] += 1
+                advance(1)
+        else:
+            for k in pending:
+                records = label_rows(factory, shards[k], config, progress=advance, stats=stats)
+                write_atomic(job.shard_path(k), records_text(records))
+                stats["shards_labeled"] += 1
+
+
+def _finish(job: _Job, n_shards: int, key: dict[str, Any], job_hash: str) -> dict[str, Any]:
+    """Every shard's records -> the summary (returned) and the final outputs (`_assemble`)."""
+    records = [r for k in range(n_shards) for r in read_jsonl(job.shard_path(k))]
+    summary = _summary(records)
+    meta = {**key, "judge_model": key["judge"]["model"], "config_hash": job_hash, "summary": summary}
+    _assemble(job, records, meta)
+    return summary
 
 
 def _assemble(job: _Job, records: list[dict], meta: dict) -> None:

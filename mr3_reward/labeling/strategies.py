@@ -15,6 +15,7 @@ from mr3_reward.debias import consistency, in_both_orders, pair_schedule, pair_v
 from mr3_reward.judge import Judge
 from mr3_reward.labeling.config import DEFAULT_OPPONENTS, ROUND_ROBIN_MAX, LabelConfig
 from mr3_reward.labeling.rows import LabelRow, is_messages
+from mr3_reward.records import judgment_record
 from mr3_reward.reward import stable_prompt_id
 from mr3_reward.scoring import single_value
 from mr3_reward.types import JudgeRequest, Judgment, Rubric, TaskKind
@@ -35,10 +36,6 @@ def _request(row: LabelRow, task: TaskKind, responses: tuple[str, ...]) -> Judge
         # One id per row: every request of the row sees the same rubric variant.
         id=row.id if row.id is not None else stable_prompt_id(row.prompt_text),
     )
-
-
-def _judgment_record(shown: list[int], j: Judgment) -> dict[str, Any]:
-    return {"responses": shown, "score": j.score, "failure": j.failure, "explanation": j.explanation}
 
 
 def _pick(scores: list[float | None], min_margin: float) -> tuple[int | None, int | None, float | None, str | None]:
@@ -70,7 +67,7 @@ def _plan_best_worst(row: LabelRow, config: LabelConfig) -> Plan:
             scores[i] = single_value(j, TaskKind.POINTWISE, labels)
         chosen, rejected, margin, reason = _pick(scores, config.min_margin)
         return _record(row, config, chosen, rejected, scores, margin, reason, [],
-                       [_judgment_record([i], j) for i, j in zip(judged, judgments)])
+                       [judgment_record(j, [i], meta=False) for i, j in zip(judged, judgments)])
 
     return Plan(requests, finish)
 
@@ -110,7 +107,8 @@ def _comparisons(row: LabelRow, config: LabelConfig, todo: list, judgments: list
         v = next(judged)
         records.append({"a": a, "b": b, "p_a": v.p_first, "consistent": v.consistent,
                         "forward": v.forward.score, "backward": v.backward.score})
-        made += [_judgment_record([a, b], v.forward), _judgment_record([b, a], v.backward)]
+        made += [judgment_record(v.forward, [a, b], meta=False),
+                 judgment_record(v.backward, [b, a], meta=False)]
     return records, verdicts, made
 
 
