@@ -18,6 +18,7 @@ SUITES = {
     "batching": "benchmarks.batching",
     "judge_quality": "benchmarks.judge_quality",
     "sft_speed": "benchmarks.sft_speed",
+    "group_schemes": "benchmarks.group_schemes",
 }
 
 

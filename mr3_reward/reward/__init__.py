@@ -22,6 +22,11 @@ judgments with ``debias="both"`` (the default for pairwise modes), 1 with ``"non
 for a completion that is not a string. An empty completion gets the mode's minimum reward without a
 judgment. Identical completions in a pair are a tie without a judgment.
 
+Judge health goes to TRL's ``log_metric`` when the trainer passes one; otherwise to the ``mr3_reward.reward``
+logger (INFO, one line per call). ``on_metrics=fn`` gets the same dict after every call either way. In TRL's
+AsyncGRPO the reward runs in the rollout worker's CUDA-free child process: use ``AsyncMR3Reward(pool=...)``,
+which pickles small and connects from there (docs/async_grpo.md).
+
 The package follows one call: `rows` (batch -> rows), `options` (the checked configuration), `modes`
 (scoring per mode), `groups` (group mode across ranks), `metrics` (TRL logs), `adapter` (the contract).
 """

@@ -8,8 +8,11 @@ work is done by the modules it calls: `rows` (batch -> rows), `modes` (scoring p
 from __future__ import annotations
 
 import asyncio
+import logging
+import multiprocessing
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,12 @@ from mr3_reward.reward.rows import TRL_KWARGS, to_rows
 from mr3_reward.types import Rubric, TaskKind
 
 _OPTIONS = frozenset(f.name for f in fields(RewardConfig))
+log = logging.getLogger("mr3_reward.reward")
+
+# TRL's `AsyncRolloutWorker` spawns its scoring child under this name (`trl.experimental.async_grpo`).
+ROLLOUT_CHILD = "grpo-rollout-worker-child"
+# Engines that load the judge's weights into the calling process.
+_IN_PROCESS = ("transformers", "vllm")
 
 
 def _rebuildable(backend: Any) -> bool:
@@ -57,6 +66,9 @@ class MR3Reward:
     on_disagree (`str`): ``"tie"``, ``"mean"`` or ``"first"`` when the two orders disagree.
     soft (`bool`): use the engine's label probabilities where it reports them (hard verdicts otherwise).
     group_opponents (`int`, *optional*): in group mode, compare each completion with k others only.
+    group_scheme (`str`, *optional*): in group mode, which completions meet: ``"round_robin"`` (the default:
+        every pair, in one judge call), ``"opponents"`` (each against the next ``group_opponents``), ``"swiss"`` or
+        ``"knockout"`` (fewer pairs, one judge call per round; see `mr3_reward.reward.schemes`).
     group_size (`int`, *optional*): with ``pool=`` in group mode, the number of completions per prompt
         (GRPO's ``num_generations``): ranks that hold parts of one group gather it through the pool and it is
         judged once, whole (`mr3_reward.reward.groups`). rank (`int`, *optional*): this process's rank
@@ -66,6 +78,11 @@ class MR3Reward:
         A row whose cell cannot be used (see `mr3_reward.reward.modes.cell_problems`) gets None, with a warning
         and a note naming the column; the other rows are judged.
     name (`str`): the reward's name in TRL logs (``rewards/<name>/mean``) and the completions table.
+    on_metrics (`callable`, *optional*): ``fn(metrics)`` receives each call's judge health as a dict
+        (``{"<name>/failure_rate": ..., ...}``, the keys TRL's ``log_metric`` gets), e.g. to forward it to
+        ``wandb.log`` where TRL passes no ``log_metric`` (AsyncGRPO's rollout worker). Without ``log_metric`` the
+        same numbers are also logged at INFO on the ``mr3_reward.reward`` logger. Use a module-level function so
+        it pickles.
     verifier (`callable`, *optional*): a rule checker asked first, ``fn(prompt, completion, **columns) -> True |
         False | None`` (`mr3_reward.verifiers.number_match`); mode ``binary`` only. ask_judge (`str`): which
         completions the judge is still asked about: ``"unsure"`` (default: where the verifier says None),
@@ -100,6 +117,7 @@ class MR3Reward:
         on_disagree: str = "tie",
         soft: bool = False,
         group_opponents: int | None = None,
+        group_scheme: str | None = None,
         group_size: int | None = None,
         rank: int | None = None,
         group_timeout_s: float = 120.0,
@@ -109,36 +127,54 @@ class MR3Reward:
         ask_judge: str | None = None,
         max_retries: int = 2,
         backend_options: Mapping[str, Any] | None = None,
+        on_metrics: Callable[[dict[str, float]], None] | None = None,
         **sampling: Any,
     ) -> None:
         self.config = reward_config(
             mode=mode, task=task, rubric=rubric, task_description=task_description, language=language,
             debias=debias, on_disagree=on_disagree, soft=soft, group_opponents=group_opponents,
-            group_size=group_size, rank=rank, group_timeout_s=group_timeout_s, columns=columns, name=name,
+            group_scheme=group_scheme, group_size=group_size, rank=rank, group_timeout_s=group_timeout_s,
+            columns=columns, name=name,
             engine=dict(judge=judge, pool=pool, model=model, backend=backend, backend_options=backend_options,
                         language_mode=language_mode, pack=pack, family=family, cache=cache, max_retries=max_retries,
                         sampling=sampling),
         )
         problems = cascade_problems(verifier, ask_judge, mode)
+        if on_metrics is not None and not callable(on_metrics):
+            problems.append(f"on_metrics must be a callable taking a dict of metrics (a module-level function, so it "
+                            f"pickles into TRL's rollout worker); got {on_metrics!r}")
         if problems:
             raise ConfigError("invalid MR3Reward: " + "; ".join(problems))
         self.verifier = verifier
         self.ask_judge = (ask_judge or "unsure") if verifier is not None else None
         self.__name__ = name
+        self.on_metrics = on_metrics
         self._groups = RankGroups(rank) if group_size is not None else None
         self._step = 0
         self._calls = 0
-        if pool is not None:
-            backend = pool if isinstance(pool, JudgePool) else JudgePool.connect(pool)
+        if pool is not None:  # a client only: it connects on the first call, in the process that makes it
+            backend = pool if isinstance(pool, JudgePool) else JudgePool(pool)
         self._judge_args: dict[str, Any] | None = None
         if judge is None:
             self._judge_args = dict(
                 model=model, backend=backend, language_mode=language_mode, pack=pack, family=family,
                 cache=cache, max_retries=max_retries, backend_options=dict(backend_options or {}), **sampling,
             )
-            judge = Judge(**self._judge_args)
-        self.judge = judge
+        # A local engine loads now, so a bad model fails at construction; a pool's judge is built on first use.
+        self._judge: Judge | None = judge if judge is not None or pool is not None else Judge(**self._judge_args)
         self.last_metrics: dict[str, float] = {}
+
+    @property
+    def judge(self) -> Judge:
+        """The judge, built on first use in this process (after unpickling, or with ``pool=``)."""
+        _refuse_in_rollout_child(self._judge.backend if self._judge is not None else self._judge_args["backend"])
+        if self._judge is None:
+            self._judge = Judge(**self._judge_args)
+        return self._judge
+
+    @judge.setter
+    def judge(self, judge: Judge) -> None:
+        self._judge = judge
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names not set on the instance: the options live on the config, and an unpickled
@@ -152,17 +188,20 @@ class MR3Reward:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         if self._judge_args is not None and _rebuildable(self._judge_args.get("backend")):
-            state["judge"] = None
+            state["_judge"] = None  # rebuilt on the first call in the process that unpickles it
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name, value in state.items():
             setattr(self, name, value)
-        if self.judge is None:
-            self.judge = Judge(**self._judge_args)
 
     def __repr__(self) -> str:
-        return f"MR3Reward(model={self.judge.model_id!r}, mode={self.config.mode!r}, debias={self.config.debias!r})"
+        backend = (self._judge_args or {}).get("backend")
+        if self._judge is None and isinstance(backend, JudgePool):
+            engine = f"pool={backend.name!r}"
+        else:
+            engine = f"model={self._judge.model_id if self._judge is not None else self._judge_args['model']!r}"
+        return f"{type(self).__name__}({engine}, mode={self.config.mode!r}, debias={self.config.debias!r})"
 
     # -- the TRL contract ---------------------------------------------------------------------------
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
@@ -186,20 +225,68 @@ class MR3Reward:
             verdicts = run_verifier(self.verifier, prompts, completions, kwargs, batch.valid, frozenset(TRL_KWARGS),
                                     self.__name__)
             batch.valid = split_rows(batch, verdicts, self.ask_judge)
-        if self._groups is not None:
-            self._groups.score(self.judge, config, batch, self._step)
-        else:
-            SCORERS[config.mode](self.judge, config, batch)
+        unreachable = False
+        try:
+            if self._groups is not None:
+                self._groups.score(self.judge, config, batch, self._step)
+            else:
+                SCORERS[config.mode](self.judge, config, batch)
+        except (KeyError, IndexError):  # LookupErrors that are bugs, not a missing pool
+            raise
+        except (LookupError, ConnectionError) as exc:
+            pool = self._pool()
+            if pool is None:
+                raise
+            unreachable = True
+            for i in batch.valid:  # a pool that is down is a failure of this call, not of the training loop
+                batch.rewards[i] = None
+                batch.notes[i] = f"not judged: judge pool {pool.name!r} unreachable"
+            log.warning("%s: judge pool %r is not reachable (%s); %d completion(s) get None rewards. Start it with "
+                        "`mr3 serve --model MODEL --name %s` on the Ray cluster that RAY_ADDRESS (or "
+                        "JudgePool(name, address=...)) names; the next call connects again.",
+                        self.__name__, pool.name, exc, len(batch.valid), pool.name)
         self.last_metrics = call_metrics(batch.rewards, batch.judgments, batch.verdicts, time.perf_counter() - start)
+        if unreachable:
+            self.last_metrics["pool_unreachable"] = 1.0
         if self.verifier is not None:
             self.last_metrics.update(settle_judged(batch, verdicts, batch.valid, self.ask_judge, judgeable))
-        report(self.__name__, self.last_metrics, batch.notes, kwargs)
+        report(self.__name__, self.last_metrics, batch.notes, kwargs, self.on_metrics)
         return batch.rewards
+
+    def _pool(self) -> JudgePool | None:
+        """The pool this reward judges with, if any."""
+        backend = self._judge.backend if self._judge is not None else (self._judge_args or {}).get("backend")
+        return backend if isinstance(backend, JudgePool) else None
 
     async def acall(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         """The same as calling the reward, without blocking the event loop (the judge runs in a thread),
         so other async reward functions and the judge overlap."""
         return await asyncio.to_thread(self.__call__, prompts, completions, **kwargs)
+
+
+def in_rollout_child() -> bool:
+    """Whether this process is the scoring child of TRL's `AsyncRolloutWorker`.
+
+    TRL names that process ``grpo-rollout-worker-child``; failing that (a renamed or subclassed worker), a spawned
+    child whose ``CUDA_VISIBLE_DEVICES`` and ``HIP_VISIBLE_DEVICES`` are both set to "" (what the worker's
+    ``_scrub_child_env`` writes) counts as one.
+    """
+    process = multiprocessing.current_process()
+    if process.name == ROLLOUT_CHILD:
+        return True
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES") == "" and os.environ.get("HIP_VISIBLE_DEVICES") == ""
+    return hidden and multiprocessing.parent_process() is not None
+
+
+def _refuse_in_rollout_child(backend: Any) -> None:
+    """An engine that loads weights here would run on the CPU of TRL's scoring child (CUDA is hidden there) and
+    stall its loop: refuse it, and say how to serve the judge instead."""
+    name = backend if isinstance(backend, str) else type(backend).__module__.rsplit(".", 1)[-1]
+    if name in _IN_PROCESS and in_rollout_child():
+        raise ConfigError(
+            f"MR3Reward(backend={name!r}) would load the judge inside TRL's rollout worker child, where CUDA is "
+            "hidden; serve it instead: `mr3 serve --model MODEL --replicas N` and use "
+            "AsyncMR3Reward(pool='mr3-judges'), or backend='openai' with a running `vllm serve`")
 
 
 class AsyncMR3Reward(MR3Reward):

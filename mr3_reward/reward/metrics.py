@@ -6,12 +6,15 @@ TRL logs ``<name>/<metric>`` (e.g. ``mr3/failure_rate``) with the trainer's metr
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mr3_reward.debias import PairVerdict, consistency
 from mr3_reward.types import Judgment
+
+log = logging.getLogger("mr3_reward.reward")
 
 
 def call_metrics(
@@ -50,12 +53,22 @@ def label_entropy(probs: Mapping[str, float]) -> float:
     return -sum(p * math.log(p) for p in probs.values() if p > 0)
 
 
-def report(name: str, metrics: Mapping[str, float], notes: list[str], kwargs: Mapping[str, Any]) -> None:
-    """Hand the metrics and notes to TRL's ``log_metric`` / ``log_extra`` when the call received them."""
+def report(
+    name: str, metrics: Mapping[str, float], notes: list[str], kwargs: Mapping[str, Any],
+    on_metrics: Callable[[dict[str, float]], None] | None = None,
+) -> None:
+    """Hand the metrics and notes to TRL's ``log_metric`` / ``log_extra`` when the call received them, and the
+    metrics to ``on_metrics`` when given. Without ``log_metric`` (AsyncGRPO's rollout worker passes none) the
+    metrics go to the ``mr3_reward.reward`` logger, one INFO line per call."""
     log_metric: Callable[[str, float], None] | None = kwargs.get("log_metric")
     log_extra: Callable[[str, list], None] | None = kwargs.get("log_extra")
+    named = {f"{name}/{key}": value for key, value in metrics.items()}
     if callable(log_metric):
-        for key, value in metrics.items():
-            log_metric(f"{name}/{key}", value)
+        for key, value in named.items():
+            log_metric(key, value)
+    else:
+        log.info("judge health: %s", " ".join(f"{key}={value:.4g}" for key, value in named.items()))
+    if on_metrics is not None:
+        on_metrics(named)
     if callable(log_extra):
         log_extra(f"{name}_verdict", notes)

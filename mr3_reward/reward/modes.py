@@ -1,11 +1,13 @@
 """Scoring per mode: rows in, a reward and a note per row out (see the table in `mr3_reward.reward`).
 
 Every mode starts from `screen`, which settles the rows that need no judgment (not text, empty, a dataset
-cell that cannot be used: `cell_problems`); the scorers then judge the rest in one judge call each:
+cell that cannot be used: `cell_problems`); the scorers then judge the rest in one judge call each (group mode:
+one per round of its scheme):
 
 - `score_single` (pointwise, binary): one judgment per completion, normalized by `mr3_reward.scoring`;
 - `score_reference` (reference, strength): the completion against the row's reference, in both orders;
-- `score_group` (group): the completions of one prompt against each other, a win rate each.
+- `score_group` (group): the completions of one prompt against each other, round by round as the group scheme
+  pairs them (one judge call per round; round robin, the default, is one round), a win rate or strength each.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Any
 
-from mr3_reward.debias import PairVerdict, judge_pairs, pair_schedule
+from mr3_reward.debias import PairVerdict, judge_pairs
 from mr3_reward.reward.options import REFERENCE_MODES, RewardConfig
 from mr3_reward.reward.rows import group_key, reference_text, stable_prompt_id
+from mr3_reward.reward.schemes import Tournament, play
 from mr3_reward.scoring import single_value
 from mr3_reward.templates import DEFAULT_LABELS
 from mr3_reward.types import JudgeRequest, Judgment, Rubric, label_problem
@@ -187,7 +190,9 @@ def score_reference(judge: Any, config: RewardConfig, batch: Batch) -> None:
 
 
 def score_group(judge: Any, config: RewardConfig, batch: Batch) -> None:
-    """Group: the completions of one prompt (see `group_key`) against each other; the reward is the win rate.
+    """Group: the completions of one prompt (see `group_key`) meet as ``config.group_scheme`` pairs them
+    (`mr3_reward.reward.schemes`), every group of the batch in lockstep: one judge call per round. The reward is
+    the scheme's rating, in [0, 1]: the win rate (round robin, opponents) or the Bradley-Terry strength.
 
     Empty completions play and lose to every real one; a completion that is not text, or whose row has a bad
     dataset cell (see `screen`), plays no match and keeps its None. Identical completions tie without a judgment.
@@ -198,34 +203,54 @@ def score_group(judge: Any, config: RewardConfig, batch: Batch) -> None:
     groups: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
         groups.setdefault(group_key(row), []).append(i)
-    pairs = [pair for members in groups.values() for pair in pair_schedule(members, config.group_opponents)]
-    scores: dict[int, list[float]] = {i: [] for i in range(len(rows))}
+    # A fixed schedule keeps every row seated (today's pairs exactly); an adaptive one seats only the rows that
+    # play, so that no round is spent on a match that cannot be played.
+    fixed = config.group_scheme in ("round_robin", "opponents")
+    tournaments = [Tournament(config.group_scheme, members if fixed else [i for i in members if i in playing],
+                              opponents=config.group_opponents) for members in groups.values()]
+    verdicts: list[PairVerdict] = []
+    judgments: list[Judgment] = []
+    met: set[int] = set()  # rows that were given a match
 
-    def play(a: int, b: int, p_a: float) -> None:
-        scores[a].append(p_a)
-        scores[b].append(1 - p_a)
+    def judge_round(pairs: list[tuple[int, int]]) -> list[float | None]:
+        met.update(i for pair in pairs for i in pair)
+        results = [settled_result(a, b, rows, valid, playing) for a, b in pairs]
+        todo = [k for k, (a, b) in enumerate(pairs) if results[k] is None and a in valid and b in valid]
+        _judge(judge, config, batch, [(rows[a], rows[a]["completion"], rows[b]["completion"])
+                                      for a, b in (pairs[k] for k in todo)])
+        verdicts.extend(batch.verdicts)
+        judgments.extend(batch.judgments)
+        for k, v in zip(todo, batch.verdicts):
+            results[k] = v.p_first
+        return results
 
-    to_judge = []
-    for a, b in pairs:
-        if a not in valid or b not in valid:
-            if a in playing and b in playing:
-                play(a, b, 0.5 if (a in valid) == (b in valid) else (1.0 if a in valid else 0.0))
-        elif rows[a]["completion"] == rows[b]["completion"]:
-            play(a, b, 0.5)
-        else:
-            to_judge.append((a, b))
-    _judge(judge, config, batch, [(rows[a], rows[a]["completion"], rows[b]["completion"]) for a, b in to_judge])
-    for (a, b), v in zip(to_judge, batch.verdicts):
-        if v.p_first is not None:
-            play(a, b, v.p_first)
-    for i in sorted(playing):
-        if scores[i]:
-            batch.rewards[i] = pair_reward(sum(scores[i]) / len(scores[i]), config)
-            batch.notes[i] = f"win rate {sum(scores[i]):g}/{len(scores[i])}"
-        elif i in valid:
-            alone = all(i not in pair for pair in pairs)
-            batch.notes[i] = ("not judged: no other completion of this prompt in the batch" if alone
-                              else "not judged: every comparison failed")
+    rewards = play(tournaments, judge_round)
+    batch.verdicts, batch.judgments = verdicts, judgments
+    for t, reward in zip(tournaments, rewards):
+        for i in t.members:
+            if i in reward:
+                batch.rewards[i] = pair_reward(reward[i], config)
+                batch.notes[i] = group_note(t, i, reward[i])
+            elif i in valid:
+                batch.notes[i] = ("not judged: every comparison failed" if i in met
+                                  else "not judged: no other completion of this prompt in the batch")
+
+
+def settled_result(a: int, b: int, rows: list[dict[str, Any]], valid: set[int], playing: set[int]) -> float | None:
+    """The result of a match that needs no judgment (the preference for ``a``), or None: an empty completion
+    loses to a real one (two empty ones tie), identical completions tie; a row that does not play has no result."""
+    if a in valid and b in valid:
+        return 0.5 if rows[a]["completion"] == rows[b]["completion"] else None
+    if a in playing and b in playing:
+        return 0.5 if (a in valid) == (b in valid) else (1.0 if a in valid else 0.0)
+    return None
+
+
+def group_note(tournament: Tournament, i: int, reward: float) -> str:
+    """What the completions table shows for a group reward: the record, and the strength it gave."""
+    scores = [p if a == i else 1 - p for a, b, p in tournament.results if i in (a, b)]
+    record = f"{sum(scores):g}/{len(scores)}"
+    return f"win rate {record}" if tournament.rating == "win_rate" else f"strength {reward:.2f} (won {record})"
 
 
 def _judge(judge: Any, config: RewardConfig, batch: Batch, pairs: Sequence[tuple[dict, str, str]]) -> None:

@@ -18,6 +18,7 @@ from mr3_reward.judge import Judge
 from mr3_reward.judge_checks import judge_problems
 from mr3_reward.models import DEFAULT_MODEL
 from mr3_reward.reward.rows import COLUMNS, TRL_KWARGS
+from mr3_reward.reward.schemes import SCHEMES, resolve_scheme, scheme_problems
 from mr3_reward.types import Rubric, TaskKind, label_problem
 
 # The judge tasks each mode accepts; the first is its default.
@@ -49,6 +50,7 @@ class RewardConfig:
     on_disagree: str = "tie"
     soft: bool = False
     group_opponents: int | None = None
+    group_scheme: str = "round_robin"
     group_size: int | None = None
     group_timeout_s: float = 120.0
     columns: Mapping[str, str] = field(default_factory=lambda: dict(COLUMNS))
@@ -59,7 +61,8 @@ class RewardConfig:
 # The options `reward_config` checks, with the defaults `MR3Reward` documents (its signature spells them out).
 _DEFAULTS: dict[str, Any] = dict(
     mode="pointwise", task=None, rubric=None, task_description=None, language="en", debias=None, on_disagree="tie",
-    soft=False, group_opponents=None, group_size=None, rank=None, group_timeout_s=120.0, columns=None, name="mr3")
+    soft=False, group_opponents=None, group_scheme=None, group_size=None, rank=None, group_timeout_s=120.0,
+    columns=None, name="mr3")
 
 
 def reward_config(*, engine: Mapping[str, Any] | None = None, **options: Any) -> RewardConfig:
@@ -84,8 +87,8 @@ def reward_config(*, engine: Mapping[str, Any] | None = None, **options: Any) ->
     unknown = sorted(set(options) - set(_DEFAULTS))
     if unknown:
         raise TypeError(f"unknown MR3Reward option(s) {unknown}; known: {', '.join(_DEFAULTS)}")
-    (mode, task, rubric, task_description, language, debias, on_disagree, soft, group_opponents, group_size, rank,
-     group_timeout_s, columns, name) = ({**_DEFAULTS, **options}[k] for k in _DEFAULTS)
+    (mode, task, rubric, task_description, language, debias, on_disagree, soft, group_opponents, group_scheme,
+     group_size, rank, group_timeout_s, columns, name) = ({**_DEFAULTS, **options}[k] for k in _DEFAULTS)
     problems: list[str] = []
     task_kind = _task_of(mode, task, problems)
     if debias is None:
@@ -100,6 +103,7 @@ def reward_config(*, engine: Mapping[str, Any] | None = None, **options: Any) ->
         problems.append(f"soft must be True or False (use the engine's label probabilities), got {soft!r}")
     engine = dict(engine or {})
     problems += _group_problems(mode, group_opponents, group_size, rank, group_timeout_s, engine.get("pool"))
+    problems += _scheme_problems(mode, group_scheme, group_opponents, group_size)
     problems += _text_problems(task_description, language) + _columns_problems(columns)
     fixed_rubric = None
     if rubric is not None:
@@ -118,7 +122,8 @@ def reward_config(*, engine: Mapping[str, Any] | None = None, **options: Any) ->
         raise ConfigError("invalid MR3Reward: " + "; ".join(problems))
     return RewardConfig(
         mode=mode, task=task_kind, rubric=fixed_rubric, task_description=task_description, language=language,
-        debias=debias, on_disagree=on_disagree, soft=soft, group_opponents=group_opponents, group_size=group_size,
+        debias=debias, on_disagree=on_disagree, soft=soft, group_opponents=group_opponents,
+        group_scheme=resolve_scheme(group_scheme, group_opponents), group_size=group_size,
         group_timeout_s=float(group_timeout_s), columns={**COLUMNS, **(columns or {})},
         explicit_columns=frozenset(columns or {}), name=name,
     )
@@ -153,6 +158,20 @@ def _group_problems(mode: str, opponents: Any, size: Any, rank: Any, timeout_s: 
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < math.inf:
         problems.append(f"group_timeout_s must be > 0 seconds, got {timeout_s!r}")
     return problems
+
+
+def _scheme_problems(mode: Any, scheme: Any, opponents: Any, size: Any) -> list[str]:
+    """`scheme_problems` for a group reward; a scheme named for another mode is one problem of its own."""
+    if scheme is None:
+        return []
+    if not isinstance(scheme, str):
+        return [f"group_scheme must be the name of a group scheme (one of: {', '.join(SCHEMES)}); "
+                f"got {type(scheme).__name__}"]
+    if mode != "group":
+        return [f"group_scheme={scheme!r} is how group mode pairs completions; use mode='group' or drop group_scheme"]
+    # A bad group_opponents or group_size is reported by `_group_problems`; here only how it clashes with the scheme.
+    return scheme_problems(scheme, opponents if _is_int(opponents) and opponents >= 1 else None,
+                           size if _is_int(size) else None)
 
 
 def _is_int(value: Any) -> bool:

@@ -77,6 +77,21 @@ REWARD = [
     ("soft", "domain", dict(soft=1), r"soft must be True or False"),
     ("group_opponents", "type", dict(mode="group", group_opponents="2"), r"group_opponents must be a positive int"),
     ("group_opponents", "domain", dict(mode="group", group_opponents=0), r"group_opponents must be a positive int"),
+    ("group_scheme", "type", dict(mode="group", group_scheme=["swiss"]),
+     r"group_scheme must be the name of a group scheme \(one of: round_robin, opponents, swiss, knockout\); got list"),
+    ("group_scheme", "domain", dict(mode="group", group_scheme="elo"),
+     r"unknown group_scheme 'elo'; use one of: round_robin, opponents, swiss, knockout"),
+    ("group_scheme", "domain", dict(mode="group", group_scheme="swiss", group_opponents=2),
+     r"group_scheme='swiss' pairs completions by their standings; drop group_opponents=2, or use "
+     r"group_scheme='opponents'"),
+    ("group_scheme", "domain", dict(mode="group", group_scheme="knockout", group_opponents=1),
+     r"group_scheme='knockout' plays a bracket; drop group_opponents=1"),
+    ("group_scheme", "domain", dict(mode="group", group_scheme="opponents"),
+     r"group_scheme='opponents' plays each completion against the next k: give group_opponents=k"),
+    ("group_scheme", "domain", dict(mode="group", group_scheme="knockout", group_size=1),
+     r"group_scheme='knockout' needs at least 2 completions per prompt to play a match; got group_size=1"),
+    ("group_scheme", "domain", dict(mode="pointwise", group_scheme="swiss"),
+     r"group_scheme='swiss' is how group mode pairs completions; use mode='group' or drop group_scheme"),
     ("group_size", "type", dict(mode="group", group_size="4"), r"group_size .* must be an int >= 2"),
     ("group_size", "domain", dict(mode="group", group_size=1), r"group_size .* must be an int >= 2"),
     ("rank", "type", dict(rank="0"), r"rank \(this process's rank, default \$RANK\) must be an int >= 0"),
@@ -91,6 +106,8 @@ REWARD = [
     ("columns", "domain", dict(columns={"reference": "log_extra"}), r"columns\['reference'\] must name a dataset column"),
     ("columns", "domain", dict(columns={"reference": "a", "id": "a"}), r"reads several roles from one column \(a\)"),
     ("columns", "domain", dict(columns={"gold": "answer"}), r"unknown column role\(s\) \['gold'\]"),
+    ("on_metrics", "type", dict(on_metrics="wandb.log"), r"on_metrics must be a callable taking a dict of metrics"),
+    ("on_metrics", "domain", dict(on_metrics=5), r"on_metrics must be a callable taking a dict of metrics"),
     ("name", "type", dict(name=5), r"name must be an identifier-like string"),
     ("name", "domain", dict(name="my reward"), r"name must be an identifier-like string"),
     ("max_retries", "type", dict(max_retries="2"), r"max_retries must be an integer >= 0"),
@@ -285,6 +302,10 @@ def test_one_message_lists_every_problem():
 
 def test_valid_arguments_still_construct():
     assert reward(MR3Reward, mode="group", group_opponents=2, soft=True, columns={"reference": "answer"})
+    for scheme in ("round_robin", "swiss", "knockout"):
+        assert reward(MR3Reward, mode="group", group_scheme=scheme).group_scheme == scheme
+    assert reward(MR3Reward, mode="group", group_scheme="opponents", group_opponents=2).group_scheme == "opponents"
+    assert reward(MR3Reward, mode="group", group_opponents=2).group_scheme == "opponents"  # what k always meant
     assert judge(language_mode="tgt-prompt-tgt-thinking", revision="main", cache=":memory:", seed=0, max_retries=0)
     assert JudgePool("p", chunk_size=1, max_inflight=1, max_attempts=1, address="auto").name == "p"
     assert PoolConfig(model="m", engine="fake", gpus_per_replica=0.5, resources={"mr3_judge": 1}).problems() == []
