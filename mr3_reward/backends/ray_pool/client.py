@@ -153,7 +153,12 @@ class JudgePool:
         """(index, handle) of the live replicas, as the controller said at most 5 s ago."""
         if refresh or not self._live or time.monotonic() - self._live_at > 5.0:
             ray = _ray()
-            self._live = ray.get(self._handle().live.remote())
+            try:
+                self._live = ray.get(self._handle().live.remote())
+            except ray.exceptions.RayActorError:  # stopped (or its node died) since we connected
+                self._controller = None
+                raise LookupError(f"judge pool {self.name!r} stopped answering; start it again with "
+                                  f"`mr3 serve --model MODEL --name {self.name}`") from None
             self._live_at = time.monotonic()
         return self._live
 
