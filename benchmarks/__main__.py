@@ -19,6 +19,7 @@ SUITES = {
     "judge_quality": "benchmarks.judge_quality",
     "sft_speed": "benchmarks.sft_speed",
     "group_schemes": "benchmarks.group_schemes",
+    "async_pool": "benchmarks.async_pool",
 }
 
 

@@ -8,11 +8,17 @@ work is done by the modules it calls: `rows` (batch -> rows), `modes` (scoring p
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
+import functools
 import logging
 import multiprocessing
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,45 @@ log = logging.getLogger("mr3_reward.reward")
 ROLLOUT_CHILD = "grpo-rollout-worker-child"
 # Engines that load the judge's weights into the calling process.
 _IN_PROCESS = ("transformers", "vllm")
+# Threads for the judge calls of async rewards. asyncio's default executor has min(32, cores + 4) threads
+# (6 on a 2-core machine): 64 single-group calls awaited at once would judge 6 at a time, however many judge
+# replicas wait for work. A call's thread mostly waits on the engine or the pool, so many are cheap.
+JUDGE_THREADS = 256
+_judge_inbox: tuple[int, queue.SimpleQueue] | None = None
+_judge_inbox_lock = threading.Lock()
+
+
+async def in_judge_thread(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn(*args, **kwargs)`` in one of `JUDGE_THREADS` threads and await it (as `asyncio.to_thread` runs it in
+    the default executor, context variables included), so the event loop never waits on the judge: all it
+    does is put the call in a queue."""
+    global _judge_inbox
+    with _judge_inbox_lock:
+        if _judge_inbox is None or _judge_inbox[0] != os.getpid():  # a forked child has no threads of ours
+            inbox: queue.SimpleQueue = queue.SimpleQueue()
+            threading.Thread(target=_relay, args=(inbox,), name="mr3-judge-relay", daemon=True).start()
+            _judge_inbox = (os.getpid(), inbox)
+    done: concurrent.futures.Future = concurrent.futures.Future()
+    _judge_inbox[1].put((functools.partial(contextvars.copy_context().run, fn, *args, **kwargs), done))
+    return await asyncio.wrap_future(done)
+
+
+def _relay(inbox: queue.SimpleQueue) -> None:
+    """Hand queued calls to the judge threads, from a thread of its own: a new thread starts only when it gets
+    the GIL, which busy judge threads hold, and 64 starts on the event loop stalled it for 0.1-0.2 s."""
+    executor = ThreadPoolExecutor(JUDGE_THREADS, thread_name_prefix="mr3-judge")
+    while True:
+        call, done = inbox.get()
+        if done.set_running_or_notify_cancel():  # False: the awaiting task was cancelled before it started
+            executor.submit(call).add_done_callback(functools.partial(_settle, done))
+
+
+def _settle(done: concurrent.futures.Future, ran: concurrent.futures.Future) -> None:
+    error = ran.exception()
+    if error is None:
+        done.set_result(ran.result())
+    else:
+        done.set_exception(error)
 
 
 def _rebuildable(backend: Any) -> bool:
@@ -261,7 +306,7 @@ class MR3Reward:
     async def acall(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         """The same as calling the reward, without blocking the event loop (the judge runs in a thread),
         so other async reward functions and the judge overlap."""
-        return await asyncio.to_thread(self.__call__, prompts, completions, **kwargs)
+        return await in_judge_thread(self.__call__, prompts, completions, **kwargs)
 
 
 def in_rollout_child() -> bool:
@@ -294,7 +339,7 @@ class AsyncMR3Reward(MR3Reward):
     overlapping it with other async reward functions."""
 
     async def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:  # type: ignore[override]
-        return await asyncio.to_thread(MR3Reward.__call__, self, prompts, completions, **kwargs)
+        return await in_judge_thread(MR3Reward.__call__, self, prompts, completions, **kwargs)
 
     async def acall(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         return await self(prompts, completions, **kwargs)

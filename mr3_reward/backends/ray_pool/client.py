@@ -12,7 +12,7 @@ from typing import Any
 from mr3_reward.backends.base import ChatPrompt, Generation, GenerationRequest
 from mr3_reward.backends.ray_pool.config import DEFAULT_NAME, NAMESPACE, PoolConfig, PoolError, _ray
 from mr3_reward.backends.ray_pool.controller import Controller
-from mr3_reward.backends.ray_pool.dispatch import Dispatch
+from mr3_reward.backends.ray_pool.dispatch import Dispatch, Loads
 from mr3_reward.errors import ConfigError
 from mr3_reward.templates import approx_tokens
 
@@ -23,8 +23,11 @@ class JudgePool:
     Build one with `JudgePool.start` (creates or rescales the pool) or `JudgePool.connect` (an existing
     pool, from any process of the cluster). Pickling keeps only the name: an unpickled client reconnects.
 
-    chunk_size (`int`): items per request to a replica. max_inflight (`int`): the most items this client
-    keeps in flight on one replica. max_attempts (`int`): tries per chunk (first send + re-sends).
+    chunk_size (`int`): items per request to a replica. max_inflight (`int`): the most items one call of this
+    client keeps in flight on one replica. max_attempts (`int`): tries per chunk (first send + re-sends).
+
+    A client may be called from many threads at once (`AsyncMR3Reward` judges each call in one): the calls
+    share one view of what the client holds on each replica, so they spread over the replicas.
     """
 
     def __init__(self, name: str = DEFAULT_NAME, *, chunk_size: int = 16, max_inflight: int = 64,
@@ -42,6 +45,7 @@ class JudgePool:
         self._config: PoolConfig | None = None
         self._live: list[tuple[int, Any]] = []
         self._live_at = 0.0
+        self._loads = Loads()
         self.stats = {"chunks": 0, "resent": 0, "timeouts": 0, "deaths": 0, "failed_items": 0}
 
     # -- starting and connecting ----------------------------------------------------------------------------
@@ -98,16 +102,18 @@ class JudgePool:
         if self._controller is None:
             ray = _init_ray(self.address)
             try:
-                self._controller = ray.get_actor(self.name, namespace=NAMESPACE)
+                controller = ray.get_actor(self.name, namespace=NAMESPACE)
             except ValueError:
                 raise LookupError(f"no judge pool named {self.name!r} in Ray namespace {NAMESPACE!r} of this cluster; "
                                   f"start one with `mr3 serve --model MODEL --replicas N --name {self.name}` "
                                   "(or JudgePool.start)") from None
-            self._config = ray.get(self._controller.get_config.remote())
+            # The config first: a thread that sees the handle (calls of `AsyncMR3Reward` connect at once) reads it.
+            self._config = ray.get(controller.get_config.remote())
+            self._controller = controller
         return self._controller
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_controller": None, "_live": [], "_live_at": 0.0}
+        return {**self.__dict__, "_controller": None, "_live": [], "_live_at": 0.0, "_loads": Loads()}
 
     def __repr__(self) -> str:
         return f"JudgePool({self.name!r})"

@@ -13,6 +13,7 @@ from mr3_reward.backends.registry import BACKENDS, is_import_path
 DEFAULT_NAME = "mr3-judges"
 NAMESPACE = "mr3"
 ENGINES = BACKENDS  # the engine names a replica can run: the backends `make_backend` knows
+_ONE_CALL_ENGINES = ("vllm", "transformers")  # engines that serve one generate call at a time
 
 
 class PoolError(RuntimeError):
@@ -51,6 +52,10 @@ class PoolConfig:
     resources (`dict`): extra Ray resources per replica (a custom resource marks judge nodes).
     backend_options (`dict`): passed to the engine's constructor in every replica.
     max_batch (`int`): the most items a replica sends to its engine in one call.
+    engine_calls (`int`): engine calls a replica runs at once. 1 suits an engine that runs one call at a time
+        (vLLM's in-process ``LLM``, transformers): chunks that arrive while it works join its next call. More
+        suits an engine that batches across calls (``openai`` against a ``vllm serve``, `LatencyBackend`):
+        a chunk that arrives while others are in the engine starts at once instead of waiting for them.
     request_timeout_s (`float`): how long one attempt of a chunk may take before it is re-sent, and how long
         an engine may sit on one batch before the controller restarts its replica.
     max_restarts (`int`): restarts of one replica (crashes and hang restarts) before it is taken out.
@@ -66,6 +71,7 @@ class PoolConfig:
     resources: Mapping[str, float] = field(default_factory=dict)
     backend_options: Mapping[str, Any] = field(default_factory=dict)
     max_batch: int = 256
+    engine_calls: int = 1
     request_timeout_s: float = 900.0
     max_restarts: int = 5
     health_interval_s: float = 5.0
@@ -86,6 +92,11 @@ class PoolConfig:
             out.append(f"gpus_per_replica above 1 must be a whole number (the engine's tensor parallelism), got {gpus!r}")
         if not _integer(self.max_batch) or self.max_batch < 1:
             out.append(f"max_batch must be a positive integer, got {self.max_batch!r}")
+        if not _integer(self.engine_calls) or self.engine_calls < 1:
+            out.append(f"engine_calls must be a positive integer, got {self.engine_calls!r}")
+        elif self.engine_calls > 1 and self.engine in _ONE_CALL_ENGINES:
+            out.append(f"engine_calls={self.engine_calls} needs an engine that batches across calls; {self.engine!r} runs "
+                       "one call at a time (a replica merges waiting chunks into its next call): use engine_calls=1")
         if not _integer(self.max_restarts) or self.max_restarts < 0:
             out.append(f"max_restarts must be an integer >= 0, got {self.max_restarts!r}")
         for label, value in (("request_timeout_s", self.request_timeout_s), ("health_interval_s", self.health_interval_s)):

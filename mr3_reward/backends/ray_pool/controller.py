@@ -78,7 +78,7 @@ class Controller:
         for m in new:
             left = max(0.0, deadline - time.time())
             try:
-                self._record(m, ray.get(m.handle.ping.remote(), timeout=left))
+                self._record(m, ray.get(_ping(m), timeout=left))
             except ray.exceptions.GetTimeoutError:
                 raise TimeoutError(f"replica {m.index} did not load its engine ({self.config.engine}, "
                                    f"{self.config.model}) within {timeout_s:.0f} s; raise --timeout") from None
@@ -146,7 +146,7 @@ class Controller:
                 return
         timeout = self.config.request_timeout_s
         try:
-            info = ray.get(m.handle.ping.remote(), timeout=min(10.0, timeout))
+            info = ray.get(_ping(m), timeout=min(10.0, timeout))
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
             # Ray restarts a crashed replica (max_restarts=-1), so even "died" may be temporary; one that stays
             # silent is restarted by us, and the restart budget takes it out if it never comes back.
@@ -223,6 +223,14 @@ class Controller:
                 m.state = "out"
 
 
+HEALTH = "health"  # the replicas' concurrency group for health pings
+
+
+def _ping(m: _Member) -> Any:
+    """A health ping to replica ``m`` (an object ref), in the replica's own group of threads for pings."""
+    return m.handle.ping.options(concurrency_group=HEALTH).remote()
+
+
 # ------------------------------------------------------------------------------------------ placement
 def _spawn(name: str, index: int, config: PoolConfig, bundle: Mapping[str, float], target: str | None) -> tuple[Any, Any]:
     """Reserve a placement group for replica ``index`` (steered to node ``target``) and start the replica
@@ -233,14 +241,18 @@ def _spawn(name: str, index: int, config: PoolConfig, bundle: Mapping[str, float
 
     group = placement_group([dict(bundle)], strategy="STRICT_PACK", name=f"{name}-r{index}",
                             _soft_target_node_id=target)
-    actor = ray.remote(Replica).options(
+    # Concurrency groups are a property of the actor class: Ray refuses them in `.options()`.
+    actor = ray.remote(concurrency_groups={HEALTH: 2})(Replica).options(
         name=f"{name}-replica-{index}", namespace=NAMESPACE,
         num_cpus=bundle.get("CPU", 0), num_gpus=bundle.get("GPU", 0),
         resources={k: v for k, v in bundle.items() if k not in ("CPU", "GPU")} or None,
         scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0),
         # Ray restarts a crashed replica; the controller counts restarts and takes out a replica that
         # exceeds the pool's budget. Clients re-send in-flight work themselves, so no task retries.
-        max_restarts=-1, max_task_retries=0, max_concurrency=64,
+        max_restarts=-1, max_task_retries=0,
+        # Threads for the chunks of every client waiting on this replica; health pings have their own two, so
+        # a replica full of waiting chunks still answers the controller.
+        max_concurrency=max(64, 2 * config.engine_calls),
     ).remote(index, config)
     return actor, group
 

@@ -1,9 +1,15 @@
 """One `JudgePool.generate` call: cut it into chunks, route each to the least-loaded live replica within the
-client's in-flight budget, and re-send a chunk whose replica dies, raises or times out."""
+call's in-flight budget, and re-send a chunk whose replica dies, raises or times out.
+
+"Least loaded" counts what every call of the client holds (`Loads`, shared by the threads of one process),
+so concurrent calls of one chunk each (one group, one AsyncGRPO rollout) spread over the replicas instead of
+all landing on the replica that is idle from each call's own point of view."""
 
 from __future__ import annotations
 
 import logging
+import random
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -22,7 +28,8 @@ class Client(Protocol):
     module needs nothing from the client that calls it.
 
     ``_members`` lists the live replicas as (index, handle), ``_forget`` stops routing to one, ``_report``
-    tells the controller what went wrong with one; ``stats`` are the client's counters, which a call adds to.
+    tells the controller what went wrong with one; ``stats`` are the client's counters, which a call adds to,
+    and ``_loads`` what all its calls hold on each replica.
     """
 
     name: str
@@ -30,6 +37,7 @@ class Client(Protocol):
     max_inflight: int
     max_attempts: int
     stats: dict[str, int]
+    _loads: Loads
 
     @property
     def config(self) -> PoolConfig: ...
@@ -39,6 +47,35 @@ class Client(Protocol):
     def _forget(self, index: int) -> None: ...
 
     def _report(self, index: int, kind: str, detail: str) -> None: ...
+
+
+class Loads:
+    """The estimated tokens each replica holds from all the calls of one client (``held``: replica -> tokens),
+    read and changed under one lock, so that the threads of a process (`AsyncMR3Reward` runs each call in one)
+    route on the same numbers. Ties between equally loaded replicas go round the replicas from a random start
+    per client, so idle replicas take turns within a process and processes do not all start on replica 0."""
+
+    def __init__(self) -> None:
+        self.held: dict[int, int] = {}
+        self.turn = random.randrange(1 << 16)
+        self.lock = threading.Lock()
+
+    def take(self, choices: Sequence[tuple[int, Any]], cost: int) -> tuple[int, Any]:
+        """The least-loaded of ``choices`` (index, handle), charged ``cost`` tokens at once."""
+        with self.lock:
+            span = max(i for i, _ in choices) + 1
+            turn = self.turn
+            self.turn += 1
+            index, handle = min(choices, key=lambda m: (self.held.get(m[0], 0), (m[0] - turn) % span))
+            self.held[index] = self.held.get(index, 0) + cost
+        return index, handle
+
+    def give_back(self, index: int, cost: int) -> None:
+        with self.lock:
+            self.held[index] = self.held.get(index, 0) - cost
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Loads, ())  # a pickled client starts with nothing in flight (and a lock cannot be pickled)
 
 
 @dataclass
@@ -52,8 +89,8 @@ class _Chunk:
 
 class Dispatch:
     """The state of one call on ``pool``: chunks still to send (``todo``), chunks in flight (``flights``:
-    ref -> (chunk, replica, sent at)) and what each replica holds of this call (``load``: replica ->
-    [items, estimated tokens]). `run` returns one `Generation` per request, in order."""
+    ref -> (chunk, replica, sent at)) and the items each replica holds of this call (``load``: replica ->
+    items, bounded by ``max_inflight``). `run` returns one `Generation` per request, in order."""
 
     def __init__(self, pool: Client, requests: Sequence[GenerationRequest]) -> None:
         self.pool = pool
@@ -64,10 +101,18 @@ class Dispatch:
         self.todo = deque(_Chunk(items, sum(_tokens(self.requests[i]) for i in items))
                           for items in (list(range(s, min(s + size, len(self.requests))))
                                         for s in range(0, len(self.requests), size)))
-        self.load: dict[int, list[int]] = {}
+        self.load: dict[int, int] = {}
         self.flights: dict[Any, tuple[_Chunk, int, float]] = {}
 
     def run(self) -> list[Generation]:
+        try:
+            return self._run()
+        finally:  # a call that raised (the pool stopped) leaves no load behind for the client's other calls
+            for chunk, index, _ in self.flights.values():
+                self._release(index, chunk)
+            self.flights.clear()
+
+    def _run(self) -> list[Generation]:
         ray = _ray()
         while self.todo or self.flights:
             self._send()
@@ -98,9 +143,7 @@ class Dispatch:
             index, handle = target
             chunk.attempts += 1
             chunk.tried.add(index)
-            held = self.load.setdefault(index, [0, 0])
-            held[0] += len(chunk.items)
-            held[1] += chunk.cost
+            self.load[index] = self.load.get(index, 0) + len(chunk.items)
             ref = handle.generate.remote([self.requests[i] for i in chunk.items])
             self.flights[ref] = (chunk, index, time.monotonic())
             self.pool.stats["chunks"] += 1
@@ -136,20 +179,19 @@ class Dispatch:
                 self._retry(chunk, index, "timeout", f"no answer within {self.timeout:g} s")
 
     def _pick(self, chunk: _Chunk) -> tuple[int, Any] | None:
-        """The live replica with the least outstanding work (in estimated tokens) that has room for the chunk,
-        preferring replicas the chunk has not failed on."""
-        load = self.load
+        """The live replica with the least outstanding work of the client (in estimated tokens) among those
+        with room for the chunk in this call's budget, preferring replicas the chunk has not failed on."""
         live = self.pool._members()
-        room = [(i, h) for i, h in live if load.get(i, [0, 0])[0] + len(chunk.items) <= self.pool.max_inflight]
+        room = [(i, h) for i, h in live if self.load.get(i, 0) + len(chunk.items) <= self.pool.max_inflight]
         fresh = [(i, h) for i, h in room if i not in chunk.tried]
         choices = fresh or room
         if not choices:
             return None
-        return min(choices, key=lambda m: (load.get(m[0], [0, 0])[1], m[0]))
+        return self.pool._loads.take(choices, chunk.cost)
 
     def _release(self, index: int, chunk: _Chunk) -> None:
-        self.load[index][0] -= len(chunk.items)
-        self.load[index][1] -= chunk.cost
+        self.load[index] -= len(chunk.items)
+        self.pool._loads.give_back(index, chunk.cost)
 
     def _retry(self, chunk: _Chunk, index: int, kind: str, detail: str) -> None:
         pool = self.pool

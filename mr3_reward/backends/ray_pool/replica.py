@@ -17,8 +17,10 @@ from mr3_reward.backends.registry import load_object, make_backend
 
 
 class Replica:
-    """One engine behind a queue: ``generate`` calls (threads of a threaded actor) wait while one worker
-    thread sends everything queued, up to ``max_batch`` items, to the engine in one call."""
+    """One engine behind a queue: ``generate`` calls (threads of a threaded actor, so calls from any number of
+    clients are in the replica at once) wait while a worker thread sends everything queued, up to
+    ``max_batch`` items, to the engine in one call. ``engine_calls`` workers run engine calls side by side, for
+    engines that batch across calls; with one, chunks that arrive while the engine works join its next call."""
 
     def __init__(self, index: int, config: PoolConfig) -> None:
         self.index = index
@@ -31,12 +33,13 @@ class Replica:
         self.started = time.time()
         self.served = 0  # items answered
         self.calls = 0  # engine calls
-        self.busy_since: float | None = None
+        self.busy: dict[int, float] = {}  # worker -> when its engine call started
         self.waiting = 0  # items handed to generate() and not answered yet
         self.peak = 0  # the most items ever waiting at once (what backpressure bounds)
         self._queue: deque[tuple[list[GenerationRequest], dict]] = deque()
         self._wake = threading.Condition()
-        threading.Thread(target=self._work, name="mr3-replica-engine", daemon=True).start()
+        for k in range(config.engine_calls):
+            threading.Thread(target=self._work, args=(k,), name=f"mr3-replica-engine-{k}", daemon=True).start()
 
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
         slot: dict[str, Any] = {"done": threading.Event()}
@@ -60,7 +63,7 @@ class Replica:
         budget = min(s.thinking_budget or s.max_tokens, self.thinking_budget, s.max_tokens - 1)
         return request if budget < 1 or budget == s.thinking_budget else replace(request, sampling=s.with_(thinking_budget=budget))
 
-    def _work(self) -> None:
+    def _work(self, worker: int) -> None:
         while True:
             with self._wake:
                 while not self._queue:
@@ -70,8 +73,8 @@ class Replica:
                 while self._queue and size + len(self._queue[0][0]) <= self.max_batch:
                     batch.append(self._queue.popleft())
                     size += len(batch[-1][0])
+                self.busy[worker] = time.time()
             flat = [r for requests, _ in batch for r in requests]
-            self.busy_since = time.time()
             try:
                 # Budgeted and constrained requests run their phases here, each one call on this engine.
                 gens = engine_round(self.backend, [self._capped(r) for r in flat])
@@ -81,19 +84,23 @@ class Replica:
                     slot["done"].set()
                 continue
             finally:
-                self.busy_since = None
-                self.calls += 1
+                with self._wake:
+                    del self.busy[worker]
+                    self.calls += 1
             start = 0
             for requests, slot in batch:
                 slot["out"] = gens[start:start + len(requests)]
                 start += len(requests)
                 slot["done"].set()
-            self.served += len(flat)
+            with self._wake:
+                self.served += len(flat)
 
     def ping(self) -> dict[str, Any]:
-        """Liveness and load; answered by another thread even while the engine works."""
+        """Liveness and load; answered by another thread even while the engine works (and in its own
+        concurrency group, so even while every thread of the actor waits on the engine). ``busy_s``: how long
+        the oldest engine call in progress has run."""
         ray = _ray()
-        busy = self.busy_since
+        busy = min(list(self.busy.values()), default=None)
         return {
             "index": self.index, "pid": os.getpid(), "started": self.started,
             "node": ray.get_runtime_context().get_node_id(), "served": self.served, "calls": self.calls,
