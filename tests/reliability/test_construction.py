@@ -211,6 +211,8 @@ POOL_START = [
     ("timeout_s", "domain", dict(timeout_s=0), r"timeout_s .* must be > 0 seconds"),
     ("max_batch", "type", dict(max_batch=True), r"max_batch must be a positive integer"),
     ("max_batch", "domain", dict(max_batch=0), r"max_batch must be a positive integer"),
+    ("engine_calls", "type", dict(engine_calls=2.0), r"engine_calls must be a positive integer"),
+    ("engine_calls", "domain", dict(engine_calls=2, engine="vllm"), r"engine_calls=2 needs an engine that batches"),
     ("request_timeout_s", "type", dict(request_timeout_s="900"), r"request_timeout_s must be > 0 seconds"),
     ("request_timeout_s", "domain", dict(request_timeout_s=0), r"request_timeout_s must be > 0 seconds"),
     ("max_restarts", "type", dict(max_restarts=1.0), r"max_restarts must be an integer >= 0"),
